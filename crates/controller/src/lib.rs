@@ -1,0 +1,28 @@
+//! stead's controller runtime: watchers, caches, a work queue and reconcilers that heal drift
+//! between desired state (spec) and actual state (status).
+//!
+//! The runtime is built on the resource API; this crate currently holds the reconcile
+//! vocabulary that the runtime is organised around.
+
+use std::time::Duration;
+
+/// What a reconciler asks the runtime to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Reconcile the object again after this long, even if nothing changes.
+    RequeueAfter(Duration),
+    /// Reconcile again only when the object or something it owns changes.
+    AwaitChange,
+}
+
+impl Action {
+    /// Reconcile again after `after`.
+    pub fn requeue_after(after: Duration) -> Self {
+        Action::RequeueAfter(after)
+    }
+
+    /// Reconcile again on the next change.
+    pub fn await_change() -> Self {
+        Action::AwaitChange
+    }
+}

@@ -1,0 +1,107 @@
+//! [`Lessor`]: deadlines of live leases, refreshed by keep-alives.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The shortest TTL a lease gets (etcd's default minimum: a grant of 1 s yields 2 s).
+pub const MIN_LEASE_TTL: i64 = 2;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    ttl: i64,
+    deadline: Instant,
+    /// A revoke for this lease is in flight; do not propose another.
+    revoking: bool,
+}
+
+/// Deadlines of live leases. Time is passed in, so the logic is testable without a clock.
+#[derive(Debug, Default)]
+pub struct Lessor {
+    leases: HashMap<i64, Entry>,
+}
+
+impl Lessor {
+    /// Starts tracking a lease granted with `ttl` seconds.
+    pub fn track(&mut self, id: i64, ttl: i64, now: Instant) {
+        self.leases.insert(
+            id,
+            Entry {
+                ttl,
+                deadline: now + secs(ttl),
+                revoking: false,
+            },
+        );
+    }
+
+    /// Stops tracking a revoked lease.
+    pub fn forget(&mut self, id: i64) {
+        self.leases.remove(&id);
+    }
+
+    /// A keep-alive: pushes the deadline a full TTL ahead and returns the TTL, or `None` for
+    /// an unknown (or expiring) lease.
+    pub fn renew(&mut self, id: i64, now: Instant) -> Option<i64> {
+        let entry = self.leases.get_mut(&id)?;
+        if entry.revoking {
+            return None;
+        }
+        entry.deadline = now + secs(entry.ttl);
+        Some(entry.ttl)
+    }
+
+    /// Whole seconds left before the lease expires (0 once due), or `None` if unknown.
+    pub fn remaining(&self, id: i64, now: Instant) -> Option<i64> {
+        let entry = self.leases.get(&id)?;
+        Some(entry.deadline.saturating_duration_since(now).as_secs() as i64)
+    }
+
+    /// Leases whose deadline has passed and that have no revoke in flight; marks them as
+    /// being revoked.
+    pub fn take_expired(&mut self, now: Instant) -> Vec<i64> {
+        let mut due: Vec<i64> = self
+            .leases
+            .iter_mut()
+            .filter(|(_, e)| !e.revoking && e.deadline <= now)
+            .map(|(id, e)| {
+                e.revoking = true;
+                *id
+            })
+            .collect();
+        due.sort_unstable();
+        due
+    }
+
+    /// A revoke failed for a reason other than the lease being gone: try again later.
+    pub fn retry(&mut self, id: i64) {
+        if let Some(e) = self.leases.get_mut(&id) {
+            e.revoking = false;
+        }
+    }
+}
+
+fn secs(ttl: i64) -> Duration {
+    Duration::from_secs(ttl.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_postpones_expiry_and_expired_leases_are_taken_once() {
+        let t0 = Instant::now();
+        let mut l = Lessor::default();
+        l.track(7, 10, t0);
+        assert_eq!(l.remaining(7, t0 + Duration::from_secs(3)), Some(7));
+        assert!(l.take_expired(t0 + Duration::from_secs(9)).is_empty());
+        assert_eq!(l.renew(7, t0 + Duration::from_secs(9)), Some(10));
+        assert!(l.take_expired(t0 + Duration::from_secs(18)).is_empty());
+        assert_eq!(l.take_expired(t0 + Duration::from_secs(19)), vec![7]);
+        assert!(l.take_expired(t0 + Duration::from_secs(20)).is_empty());
+        assert_eq!(l.renew(7, t0 + Duration::from_secs(20)), None);
+        l.retry(7);
+        assert_eq!(l.take_expired(t0 + Duration::from_secs(20)), vec![7]);
+        l.forget(7);
+        assert_eq!(l.remaining(7, t0), None);
+    }
+}

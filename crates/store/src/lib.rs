@@ -1,0 +1,27 @@
+//! stead's storage: an etcd-compatible MVCC key-value store on redb.
+//!
+//! - [`Engine`]: the synchronous MVCC state machine on one redb file. Every mutation is a
+//!   [`Command`] applied through one deterministic path ([`Engine::apply_batch`]).
+//! - [`Store`]: the asynchronous handle: group commit (many writers, one fsync), reads on
+//!   blocking threads, lease expiry, and the watch [`Hub`].
+//! - [`watch`]: per-stream watchers with history replay and etcd's delivery guarantees.
+//!
+//! The store is bytes-in, bytes-out: it knows nothing of resources or of the wire.
+
+mod backend;
+mod engine;
+mod error;
+pub mod lease;
+mod mvcc;
+mod store;
+mod types;
+pub mod watch;
+
+pub use engine::{BatchResult, Engine, EngineOptions, LeaseInfo, frame_snapshot};
+pub use error::{Error, Result};
+pub use mvcc::apply::{LeaseChange, MAX_LEASE_TTL};
+pub use mvcc::keys::KeyRange;
+pub use mvcc::txn::MAX_TXN_OPS;
+pub use store::{Store, StoreConfig};
+pub use types::*;
+pub use watch::Hub;

@@ -1,0 +1,461 @@
+//! The single mutation path. [`Applier`] opens the tables of one redb write transaction and
+//! applies [`Command`]s to them one after another; the caller commits the transaction.
+//!
+//! # Correctness
+//! - Deterministic: the outcome depends only on the stored state and the command (no clock,
+//!   no randomness), so replaying the same commands anywhere yields the same state.
+//! - A command is validated completely before its first write, so a failed command changes
+//!   nothing and takes no revision, and the other commands of the batch are unaffected.
+//! - A command that changes at least one key takes exactly one new revision; one that
+//!   changes nothing (a delete of absent keys, a read-only txn) takes none.
+//! - `meta` (current and compacted revision) is written in the same transaction as the data.
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use crate::backend::codec::{Record, encode_keys};
+use crate::backend::schema::{
+    ALARMS, KV_HISTORY, KV_LATEST, LEASE_KEYS, LEASES, META, META_COMPACTED, META_REVISION,
+    REVISIONS,
+};
+use crate::error::{Error, Result, StorageContext};
+use crate::mvcc::keys::KeyRange;
+use crate::mvcc::read::{self, get_latest};
+use crate::mvcc::txn::{check_delete, check_put, check_range, check_txn, compare_kv};
+use crate::types::{
+    AlarmType, Command, CommandResponse, Compare, CompareTarget, DeleteRangeRequest,
+    DeleteRangeResponse, Event, EventType, KeyValue, PutRequest, PutResponse, RangeRequest,
+    RequestOp, ResponseOp, RevisionEvents, TxnRequest, TxnResponse,
+};
+
+/// The largest lease TTL etcd accepts, in seconds.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// The revisions an apply batch starts from and leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct State {
+    pub(crate) revision: i64,
+    pub(crate) compacted: i64,
+}
+
+impl State {
+    /// Reads the persisted state (a fresh store is at revision 1, as etcd).
+    pub(crate) fn load(meta: &impl ReadableTable<&'static str, i64>) -> Result<Self> {
+        let get = |name| -> Result<Option<i64>> {
+            Ok(meta.get(name).ctx("reading meta")?.map(|v| v.value()))
+        };
+        Ok(State {
+            revision: get(META_REVISION)?.unwrap_or(1),
+            compacted: get(META_COMPACTED)?.unwrap_or(0),
+        })
+    }
+}
+
+pub(crate) struct Applier<'t> {
+    pub(crate) latest: Table<'t, &'static [u8], &'static [u8]>,
+    pub(crate) history: Table<'t, (&'static [u8], u64), &'static [u8]>,
+    pub(crate) revisions: Table<'t, u64, &'static [u8]>,
+    meta: Table<'t, &'static str, i64>,
+    leases: Table<'t, i64, i64>,
+    lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    alarms: Table<'t, (u64, u8), ()>,
+    pub(crate) state: State,
+    /// Events of the revision being built (`state.revision + 1`).
+    pending: Vec<Event>,
+    produced: Vec<RevisionEvents>,
+    /// Lease grants and revokes applied, for the caller's expiry bookkeeping.
+    lease_changes: Vec<LeaseChange>,
+}
+
+/// A lease that appeared or disappeared in an applied batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseChange {
+    Granted { id: i64, ttl: i64 },
+    Revoked { id: i64 },
+}
+
+/// What an applied batch produced besides the per-command responses.
+pub(crate) struct Applied {
+    pub(crate) state: State,
+    pub(crate) events: Vec<RevisionEvents>,
+    pub(crate) lease_changes: Vec<LeaseChange>,
+}
+
+impl<'t> Applier<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self> {
+        let meta = txn.open_table(META).ctx("opening meta")?;
+        let state = State::load(&meta)?;
+        Ok(Applier {
+            latest: txn.open_table(KV_LATEST).ctx("opening kv_latest")?,
+            history: txn.open_table(KV_HISTORY).ctx("opening kv_history")?,
+            revisions: txn.open_table(REVISIONS).ctx("opening revisions")?,
+            meta,
+            leases: txn.open_table(LEASES).ctx("opening leases")?,
+            lease_keys: txn.open_table(LEASE_KEYS).ctx("opening lease_keys")?,
+            alarms: txn.open_table(ALARMS).ctx("opening alarms")?,
+            state,
+            pending: Vec::new(),
+            produced: Vec::new(),
+            lease_changes: Vec::new(),
+        })
+    }
+
+    /// Persists the revisions and hands back what the batch produced.
+    pub(crate) fn finish(mut self) -> Result<Applied> {
+        self.meta
+            .insert(META_REVISION, self.state.revision)
+            .ctx("writing meta")?;
+        self.meta
+            .insert(META_COMPACTED, self.state.compacted)
+            .ctx("writing meta")?;
+        Ok(Applied {
+            state: self.state,
+            events: self.produced,
+            lease_changes: self.lease_changes,
+        })
+    }
+
+    /// Applies one command. An `Err` means the command changed nothing.
+    pub(crate) fn apply(&mut self, cmd: &Command) -> Result<CommandResponse> {
+        debug_assert!(self.pending.is_empty());
+        let resp = match cmd {
+            Command::Put(req) => {
+                check_put(req)?;
+                self.check_put_state(req)?;
+                let mut resp = self.put(req)?;
+                self.seal()?;
+                resp.revision = self.state.revision;
+                CommandResponse::Put(resp)
+            }
+            Command::DeleteRange(req) => {
+                check_delete(req)?;
+                let mut resp = self.delete_range(req)?;
+                self.seal()?;
+                resp.revision = self.state.revision;
+                CommandResponse::DeleteRange(resp)
+            }
+            Command::Txn(req) => {
+                check_txn(req)?;
+                let mut path = Vec::new();
+                self.compare_path(req, &mut path)?;
+                self.check_path(req, &mut path.iter().copied())?;
+                let mut resp = self.txn(req, &mut path.iter().copied())?;
+                self.seal()?;
+                resp.revision = self.state.revision;
+                CommandResponse::Txn(resp)
+            }
+            Command::Compact { revision } => {
+                self.compact(*revision)?;
+                CommandResponse::Compact {
+                    revision: self.state.revision,
+                }
+            }
+            Command::LeaseGrant { id, ttl } => {
+                if *ttl > MAX_LEASE_TTL {
+                    return Err(Error::LeaseTtlTooLarge { ttl: *ttl });
+                }
+                if self.leases.get(*id).ctx("reading leases")?.is_some() {
+                    return Err(Error::LeaseExists { id: *id });
+                }
+                self.leases.insert(*id, *ttl).ctx("writing leases")?;
+                self.lease_changes.push(LeaseChange::Granted { id: *id, ttl: *ttl });
+                CommandResponse::LeaseGrant {
+                    id: *id,
+                    ttl: *ttl,
+                    revision: self.state.revision,
+                }
+            }
+            Command::LeaseRevoke { id } => {
+                self.lease_revoke(*id)?;
+                self.seal()?;
+                CommandResponse::LeaseRevoke {
+                    revision: self.state.revision,
+                }
+            }
+            Command::Alarm {
+                activate,
+                member,
+                alarm,
+            } => {
+                let key = (*member, alarm_code(*alarm));
+                if *activate {
+                    self.alarms.insert(key, ()).ctx("writing alarms")?;
+                } else {
+                    self.alarms.remove(key).ctx("writing alarms")?;
+                }
+                CommandResponse::Alarm {
+                    alarms: read_alarms(&self.alarms)?,
+                    revision: self.state.revision,
+                }
+            }
+        };
+        Ok(resp)
+    }
+
+    fn next_revision(&self) -> i64 {
+        self.state.revision + 1
+    }
+
+    /// Closes the revision being built: if anything changed, it becomes the new revision.
+    fn seal(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rev = self.next_revision();
+        let keys = encode_keys(self.pending.iter().map(|e| e.kv.key.as_slice()));
+        self.revisions
+            .insert(rev as u64, keys.as_slice())
+            .ctx("writing revisions")?;
+        self.state.revision = rev;
+        self.produced.push(RevisionEvents {
+            revision: rev,
+            events: std::mem::take(&mut self.pending),
+        });
+        Ok(())
+    }
+
+    fn check_put_state(&self, req: &PutRequest) -> Result<()> {
+        if (req.ignore_value || req.ignore_lease) && get_latest(&self.latest, &req.key)?.is_none()
+        {
+            return Err(Error::KeyNotFound);
+        }
+        if req.lease != 0 && self.leases.get(req.lease).ctx("reading leases")?.is_none() {
+            return Err(Error::LeaseNotFound { id: req.lease });
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
+        let rev = self.next_revision();
+        let prev = get_latest(&self.latest, &req.key)?;
+        let (value, lease) = match &prev {
+            Some(p) if req.ignore_value || req.ignore_lease => (
+                if req.ignore_value { p.value.clone() } else { req.value.clone() },
+                if req.ignore_lease { p.lease } else { req.lease },
+            ),
+            _ => (req.value.clone(), req.lease),
+        };
+        let rec = Record {
+            create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+            mod_revision: rev,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            lease,
+            value,
+        };
+        let encoded = rec.encode();
+        self.latest
+            .insert(req.key.as_slice(), encoded.as_slice())
+            .ctx("writing kv_latest")?;
+        self.history
+            .insert((req.key.as_slice(), rev as u64), encoded.as_slice())
+            .ctx("writing kv_history")?;
+        let prev_lease = prev.as_ref().map_or(0, |p| p.lease);
+        if prev_lease != 0 && prev_lease != lease {
+            self.lease_keys
+                .remove((prev_lease, req.key.as_slice()))
+                .ctx("writing lease_keys")?;
+        }
+        if lease != 0 {
+            self.lease_keys
+                .insert((lease, req.key.as_slice()), ())
+                .ctx("writing lease_keys")?;
+        }
+        let prev_kv = prev.map(|p| p.into_kv(req.key.clone()));
+        self.pending.push(Event {
+            kind: EventType::Put,
+            kv: rec.into_kv(req.key.clone()),
+            prev_kv: prev_kv.clone(),
+        });
+        Ok(PutResponse {
+            revision: 0,
+            prev_kv: if req.prev_kv { prev_kv } else { None },
+        })
+    }
+
+    fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        let range = KeyRange::new(&req.key, &req.range_end);
+        let mut doomed: Vec<KeyValue> = Vec::new();
+        read::visit(&self.latest, &self.history, &range, None, |key, raw| {
+            doomed.push(Record::decode(raw, "kv_latest")?.into_kv(key.to_vec()));
+            Ok(true)
+        })?;
+        for kv in &doomed {
+            self.delete_key(kv)?;
+        }
+        Ok(DeleteRangeResponse {
+            revision: 0,
+            deleted: doomed.len() as i64,
+            prev_kvs: if req.prev_kv { doomed } else { Vec::new() },
+        })
+    }
+
+    fn delete_key(&mut self, prev: &KeyValue) -> Result<()> {
+        let rev = self.next_revision();
+        let key = prev.key.as_slice();
+        self.latest.remove(key).ctx("writing kv_latest")?;
+        self.history
+            .insert((key, rev as u64), Record::tombstone(rev).encode().as_slice())
+            .ctx("writing kv_history")?;
+        if prev.lease != 0 {
+            self.lease_keys
+                .remove((prev.lease, key))
+                .ctx("writing lease_keys")?;
+        }
+        self.pending.push(Event {
+            kind: EventType::Delete,
+            kv: KeyValue {
+                key: prev.key.clone(),
+                mod_revision: rev,
+                ..KeyValue::default()
+            },
+            prev_kv: Some(prev.clone()),
+        });
+        Ok(())
+    }
+
+    fn lease_revoke(&mut self, id: i64) -> Result<()> {
+        if self.leases.get(id).ctx("reading leases")?.is_none() {
+            return Err(Error::LeaseNotFound { id });
+        }
+        let mut keys = Vec::new();
+        for entry in self
+            .lease_keys
+            .range((id, &[][..])..)
+            .ctx("reading lease_keys")?
+        {
+            let (k, _) = entry.ctx("reading lease_keys")?;
+            let (lease, key) = k.value();
+            if lease != id {
+                break;
+            }
+            keys.push(key.to_vec());
+        }
+        for key in keys {
+            if let Some(rec) = get_latest(&self.latest, &key)? {
+                self.delete_key(&rec.into_kv(key))?;
+            }
+        }
+        self.leases.remove(id).ctx("writing leases")?;
+        self.lease_changes.push(LeaseChange::Revoked { id });
+        Ok(())
+    }
+
+    fn compare(&self, cmp: &Compare) -> Result<bool> {
+        let range = KeyRange::new(&cmp.key, &cmp.range_end);
+        let mut all = true;
+        let mut any = false;
+        read::visit(&self.latest, &self.history, &range, None, |key, raw| {
+            any = true;
+            let kv = Record::decode(raw, "kv_latest")?.into_kv(key.to_vec());
+            all = compare_kv(cmp, &kv);
+            Ok(all)
+        })?;
+        if !any {
+            // A missing key has no value to compare; every other target compares as zero.
+            return Ok(!matches!(cmp.target, CompareTarget::Value(_))
+                && compare_kv(cmp, &KeyValue::default()));
+        }
+        Ok(all)
+    }
+
+    /// etcd's `compareToPath`: every compare, nested ones included, is evaluated against the
+    /// state before the txn runs; `path` records the branch taken at each txn, depth first.
+    fn compare_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+        let mut ok = true;
+        for cmp in &req.compare {
+            if !self.compare(cmp)? {
+                ok = false;
+                break;
+            }
+        }
+        path.push(ok);
+        for op in if ok { &req.success } else { &req.failure } {
+            if let RequestOp::Txn(nested) = op {
+                self.compare_path(nested, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the ops on the chosen path against the current state before any of them runs.
+    fn check_path(&self, req: &TxnRequest, path: &mut impl Iterator<Item = bool>) -> Result<()> {
+        let ops = if path.next().unwrap_or(false) { &req.success } else { &req.failure };
+        for op in ops {
+            match op {
+                RequestOp::Range(r) => {
+                    read::read_revision(r.revision, self.state.revision, self.state.compacted)?;
+                }
+                RequestOp::Put(p) => self.check_put_state(p)?,
+                RequestOp::DeleteRange(_) => {}
+                RequestOp::Txn(nested) => self.check_path(nested, path)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn txn(
+        &mut self,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = bool>,
+    ) -> Result<TxnResponse> {
+        let succeeded = path.next().unwrap_or(false);
+        let ops = if succeeded { &req.success } else { &req.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(self.range(r)?),
+                RequestOp::Put(p) => {
+                    let mut resp = self.put(p)?;
+                    resp.revision = self.next_revision();
+                    ResponseOp::Put(resp)
+                }
+                RequestOp::DeleteRange(d) => {
+                    let mut resp = self.delete_range(d)?;
+                    resp.revision = self.next_revision();
+                    ResponseOp::DeleteRange(resp)
+                }
+                RequestOp::Txn(nested) => ResponseOp::Txn(self.txn(nested, path)?),
+            });
+        }
+        Ok(TxnResponse {
+            revision: 0,
+            succeeded,
+            responses,
+        })
+    }
+
+    /// A range inside a txn sees the txn's own earlier writes.
+    fn range(&self, req: &RangeRequest) -> Result<crate::types::RangeResponse> {
+        check_range(req)?;
+        read::range(
+            &self.latest,
+            &self.history,
+            req,
+            self.state.revision,
+            self.state.compacted,
+        )
+    }
+}
+
+pub(crate) fn alarm_code(alarm: AlarmType) -> u8 {
+    match alarm {
+        AlarmType::NoSpace => 1,
+        AlarmType::Corrupt => 2,
+    }
+}
+
+pub(crate) fn read_alarms(
+    alarms: &impl ReadableTable<(u64, u8), ()>,
+) -> Result<Vec<(u64, AlarmType)>> {
+    let mut out = Vec::new();
+    for entry in alarms.iter().ctx("reading alarms")? {
+        let (k, _) = entry.ctx("reading alarms")?;
+        let (member, code) = k.value();
+        let alarm = match code {
+            1 => AlarmType::NoSpace,
+            2 => AlarmType::Corrupt,
+            _ => return Err(Error::Corrupt { table: "alarms" }),
+        };
+        out.push((member, alarm));
+    }
+    Ok(out)
+}

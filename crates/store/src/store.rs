@@ -1,0 +1,473 @@
+//! [`Store`]: the asynchronous face of the engine — group commit, reads, leases, watches.
+//!
+//! ```text
+//!  propose(cmd) ──► bounded queue ──► writer thread: drain queue ─► ONE redb write txn
+//!        ▲                                  (apply every command) ─► commit + fsync
+//!        └──────────── reply ◄──────────────── publish to Hub ◄─────────┘
+//! ```
+//!
+//! Concurrent writers share a commit: the writer drains everything queued while the previous
+//! fsync ran, so under load one fsync acknowledges many writes, and a reply is only sent once
+//! its write is durable.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::Durability;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::{BatchResult, Engine, EngineOptions, LeaseInfo, frame_snapshot};
+use crate::error::{Error, Result};
+use crate::lease::Lessor;
+use crate::lease::MIN_LEASE_TTL;
+use crate::mvcc::apply::LeaseChange;
+use crate::types::{
+    AlarmType, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RevisionEvents, TxnRequest, TxnResponse,
+};
+use crate::watch::Hub;
+
+/// Most commands applied in one write transaction.
+const MAX_BATCH: usize = 4096;
+
+/// Store configuration.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory holding the data file (created if missing).
+    pub data_dir: PathBuf,
+    /// Backend size above which writes are refused and the NOSPACE alarm is raised.
+    pub quota_bytes: u64,
+    /// This member's id (alarms are raised on behalf of it).
+    pub member_id: u64,
+    /// Engine tuning.
+    pub engine: EngineOptions,
+}
+
+impl StoreConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            quota_bytes: 2 << 30,
+            member_id: 1,
+            engine: EngineOptions::default(),
+        }
+    }
+}
+
+struct Proposal {
+    cmd: Command,
+    reply: oneshot::Sender<Result<CommandResponse>>,
+}
+
+struct Inner {
+    engine: Arc<Engine>,
+    hub: Arc<Hub>,
+    lessor: Arc<Mutex<Lessor>>,
+    proposals: Mutex<Option<mpsc::Sender<Proposal>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    db_size: Arc<AtomicU64>,
+    no_space: Arc<AtomicBool>,
+    config: StoreConfig,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens the store in `config.data_dir` and starts its writer thread and lease expiry
+    /// task. Must be called inside a tokio runtime.
+    pub fn open(config: StoreConfig) -> Result<Store> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
+            context: "creating the data directory",
+            source,
+        })?;
+        let engine = Arc::new(Engine::open(
+            &config.data_dir.join("stead.redb"),
+            &config.engine,
+        )?);
+        let (revision, compacted) = engine.revisions()?;
+        let hub = Arc::new(Hub::new(revision, compacted));
+
+        // Leases restart with their full TTL, as in etcd after a leader change.
+        let mut lessor = Lessor::default();
+        let now = Instant::now();
+        for (id, ttl) in engine.leases()? {
+            lessor.track(id, ttl, now);
+        }
+        let lessor = Arc::new(Mutex::new(lessor));
+        let no_space = Arc::new(AtomicBool::new(
+            engine
+                .alarms()?
+                .iter()
+                .any(|(_, a)| *a == AlarmType::NoSpace),
+        ));
+        let db_size = Arc::new(AtomicU64::new(engine.size()?.0));
+
+        let (tx, rx) = mpsc::channel(MAX_BATCH);
+        let writer = Writer {
+            engine: engine.clone(),
+            hub: hub.clone(),
+            lessor: lessor.clone(),
+            db_size: db_size.clone(),
+            no_space: no_space.clone(),
+            db_path: config.data_dir.join("stead.redb"),
+        };
+        let handle = std::thread::Builder::new()
+            .name("stead-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| Error::Io {
+                context: "starting the writer thread",
+                source,
+            })?;
+
+        let store = Store {
+            inner: Arc::new(Inner {
+                engine,
+                hub,
+                lessor,
+                proposals: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                db_size,
+                no_space,
+                config,
+            }),
+        };
+        tokio::spawn(expire_leases(Arc::downgrade(&store.inner)));
+        Ok(store)
+    }
+
+    /// Stops accepting writes, waits for queued ones to finish and joins the writer thread.
+    pub fn shutdown(&self) {
+        lock(&self.inner.proposals).take();
+        if let Some(handle) = lock(&self.inner.writer).take() {
+            let _ = handle.join();
+        }
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.inner.config.member_id
+    }
+
+    /// Proposes a command and waits until it is applied and durable.
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResponse> {
+        self.check_quota(&cmd).await?;
+        let tx = lock(&self.inner.proposals).clone().ok_or(Error::Stopped)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Proposal { cmd, reply })
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    async fn check_quota(&self, cmd: &Command) -> Result<()> {
+        let grows = match cmd {
+            Command::Put(_) | Command::LeaseGrant { .. } => true,
+            Command::Txn(t) => !t.is_read_only(),
+            _ => false,
+        };
+        if !grows {
+            return Ok(());
+        }
+        if self.inner.no_space.load(Ordering::Acquire) {
+            return Err(Error::NoSpace);
+        }
+        if self.inner.db_size.load(Ordering::Acquire) > self.inner.config.quota_bytes {
+            let raise = Command::Alarm {
+                activate: true,
+                member: self.member_id(),
+                alarm: AlarmType::NoSpace,
+            };
+            let tx = lock(&self.inner.proposals).clone().ok_or(Error::Stopped)?;
+            let (reply, rx) = oneshot::channel();
+            tx.send(Proposal { cmd: raise, reply })
+                .await
+                .map_err(|_| Error::Stopped)?;
+            rx.await.map_err(|_| Error::Stopped)??;
+            return Err(Error::NoSpace);
+        }
+        Ok(())
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+        match self.propose(Command::Put(req)).await? {
+            CommandResponse::Put(r) => Ok(r),
+            _ => unreachable!("a put command yields a put response"),
+        }
+    }
+
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        match self.propose(Command::DeleteRange(req)).await? {
+            CommandResponse::DeleteRange(r) => Ok(r),
+            _ => unreachable!("a delete command yields a delete response"),
+        }
+    }
+
+    /// A txn; read-only ones are served from a snapshot without taking the write path.
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        match self.propose(Command::Txn(req)).await? {
+            CommandResponse::Txn(r) => Ok(r),
+            _ => unreachable!("a txn command yields a txn response"),
+        }
+    }
+
+    pub async fn compact(&self, revision: i64) -> Result<i64> {
+        match self.propose(Command::Compact { revision }).await? {
+            CommandResponse::Compact { revision } => Ok(revision),
+            _ => unreachable!("a compact command yields a compact response"),
+        }
+    }
+
+    /// Grants a lease; `id == 0` picks a fresh random id. Returns (id, ttl, revision).
+    pub async fn lease_grant(&self, id: i64, ttl: i64) -> Result<(i64, i64, i64)> {
+        let ttl = ttl.max(MIN_LEASE_TTL);
+        for _ in 0..8 {
+            let chosen = if id == 0 {
+                (rand::random::<u64>() >> 1).max(1) as i64
+            } else {
+                id
+            };
+            match self.propose(Command::LeaseGrant { id: chosen, ttl }).await {
+                Ok(CommandResponse::LeaseGrant { id, ttl, revision }) => {
+                    return Ok((id, ttl, revision));
+                }
+                Err(Error::LeaseExists { .. }) if id == 0 => continue,
+                Err(e) => return Err(e),
+                Ok(_) => unreachable!("a grant command yields a grant response"),
+            }
+        }
+        Err(Error::LeaseExists { id })
+    }
+
+    pub async fn lease_revoke(&self, id: i64) -> Result<i64> {
+        match self.propose(Command::LeaseRevoke { id }).await? {
+            CommandResponse::LeaseRevoke { revision } => Ok(revision),
+            _ => unreachable!("a revoke command yields a revoke response"),
+        }
+    }
+
+    /// A keep-alive: the lease's TTL, or 0 if it does not exist.
+    pub fn lease_keep_alive(&self, id: i64) -> i64 {
+        lock(&self.inner.lessor).renew(id, Instant::now()).unwrap_or(0)
+    }
+
+    /// (remaining TTL, lease) or `None` for an unknown lease.
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<Option<(i64, LeaseInfo)>> {
+        let engine = self.inner.engine.clone();
+        let info = blocking(move || engine.lease(id, keys)).await?;
+        let remaining = lock(&self.inner.lessor).remaining(id, Instant::now());
+        Ok(match (info, remaining) {
+            (Some(info), Some(rem)) => Some((rem, info)),
+            _ => None,
+        })
+    }
+
+    pub async fn leases(&self) -> Result<Vec<i64>> {
+        let engine = self.inner.engine.clone();
+        let leases = blocking(move || engine.leases()).await?;
+        Ok(leases.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Activates or deactivates an alarm; returns the alarms now active.
+    pub async fn alarm(
+        &self,
+        activate: bool,
+        member: u64,
+        alarm: AlarmType,
+    ) -> Result<Vec<(u64, AlarmType)>> {
+        let tx = lock(&self.inner.proposals).clone().ok_or(Error::Stopped)?;
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Alarm {
+            activate,
+            member,
+            alarm,
+        };
+        tx.send(Proposal { cmd, reply })
+            .await
+            .map_err(|_| Error::Stopped)?;
+        match rx.await.map_err(|_| Error::Stopped)?? {
+            CommandResponse::Alarm { alarms, .. } => Ok(alarms),
+            _ => unreachable!("an alarm command yields an alarm response"),
+        }
+    }
+
+    pub async fn alarms(&self) -> Result<Vec<(u64, AlarmType)>> {
+        let engine = self.inner.engine.clone();
+        blocking(move || engine.alarms()).await
+    }
+
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        let engine = self.inner.engine.clone();
+        blocking(move || engine.range(&req)).await
+    }
+
+    pub async fn read_events(
+        &self,
+        from: i64,
+        to: i64,
+        max_events: usize,
+    ) -> Result<Vec<RevisionEvents>> {
+        let engine = self.inner.engine.clone();
+        blocking(move || engine.read_events(from, to, max_events)).await
+    }
+
+    pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
+        let engine = self.inner.engine.clone();
+        blocking(move || engine.hash_kv(revision)).await
+    }
+
+    pub async fn hash(&self) -> Result<u32> {
+        let engine = self.inner.engine.clone();
+        blocking(move || engine.hash()).await
+    }
+
+    /// (file size, bytes in use).
+    pub async fn size(&self) -> Result<(u64, u64)> {
+        let engine = self.inner.engine.clone();
+        blocking(move || engine.size()).await
+    }
+
+    pub async fn defragment(&self) -> Result<()> {
+        let engine = self.inner.engine.clone();
+        let size = self.inner.db_size.clone();
+        blocking(move || {
+            engine.defragment()?;
+            size.store(engine.size()?.0, Ordering::Release);
+            Ok(())
+        })
+        .await
+    }
+
+    /// A consistent snapshot framed like etcd's (`etcdctl snapshot save` accepts it).
+    pub async fn snapshot(&self) -> Result<Vec<u8>> {
+        let engine = self.inner.engine.clone();
+        blocking(move || {
+            let mut payload = Vec::new();
+            engine.write_snapshot(&mut payload)?;
+            Ok(frame_snapshot(payload))
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or(Err(Error::Stopped))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Writer {
+    engine: Arc<Engine>,
+    hub: Arc<Hub>,
+    lessor: Arc<Mutex<Lessor>>,
+    db_size: Arc<AtomicU64>,
+    no_space: Arc<AtomicBool>,
+    db_path: PathBuf,
+}
+
+impl Writer {
+    fn run(self, mut rx: mpsc::Receiver<Proposal>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    fn commit(&self, batch: Vec<Proposal>) {
+        let cmds: Vec<&Command> = batch.iter().map(|p| &p.cmd).collect();
+        let touches_alarms = cmds.iter().any(|c| matches!(c, Command::Alarm { .. }));
+        match self.engine.apply_batch(&cmds, Durability::Immediate) {
+            Ok(BatchResult {
+                responses,
+                revision,
+                compacted,
+                events,
+                lease_changes,
+            }) => {
+                {
+                    let mut lessor = lock(&self.lessor);
+                    let now = Instant::now();
+                    for change in lease_changes {
+                        match change {
+                            LeaseChange::Granted { id, ttl } => lessor.track(id, ttl, now),
+                            LeaseChange::Revoked { id } => lessor.forget(id),
+                        }
+                    }
+                }
+                if let Ok(meta) = std::fs::metadata(&self.db_path) {
+                    self.db_size.store(meta.len(), Ordering::Release);
+                }
+                if touches_alarms {
+                    if let Ok(alarms) = self.engine.alarms() {
+                        let raised = alarms.iter().any(|(_, a)| *a == AlarmType::NoSpace);
+                        self.no_space.store(raised, Ordering::Release);
+                    }
+                }
+                self.hub.publish(revision, compacted, events);
+                for (p, resp) in batch.into_iter().zip(responses) {
+                    let _ = p.reply.send(resp);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "applying a batch failed; nothing of it was committed");
+                let msg = e.to_string();
+                for p in batch {
+                    let _ = p.reply.send(Err(Error::Io {
+                        context: "applying a batch",
+                        source: std::io::Error::other(msg.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Proposes a revoke for every lease past its deadline.
+async fn expire_leases(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let store = Store { inner };
+        let due = lock(&store.inner.lessor).take_expired(Instant::now());
+        for id in due {
+            match store.propose(Command::LeaseRevoke { id }).await {
+                Ok(_) | Err(Error::LeaseNotFound { .. }) => {
+                    lock(&store.inner.lessor).forget(id);
+                }
+                Err(Error::Stopped) => return,
+                Err(e) => {
+                    tracing::warn!(lease = id, error = %e, "revoking an expired lease failed");
+                    lock(&store.inner.lessor).retry(id);
+                }
+            }
+        }
+    }
+}

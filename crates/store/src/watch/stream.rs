@@ -1,0 +1,352 @@
+//! One client watch stream: many watchers multiplexed, fed from live batches and history.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::Store;
+use crate::error::Error;
+use crate::mvcc::keys::KeyRange;
+use crate::types::{Event, EventType, RevisionEvents};
+
+/// Most events read from history per catch-up step (a revision is never split).
+const CATCH_UP_EVENTS: usize = 1000;
+
+/// etcd's `WatchCreateRequest`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchSpec {
+    pub key: Vec<u8>,
+    pub range_end: Vec<u8>,
+    /// 0 = from the next revision.
+    pub start_revision: i64,
+    pub progress_notify: bool,
+    pub no_put: bool,
+    pub no_delete: bool,
+    pub prev_kv: bool,
+    /// 0 = let the server pick.
+    pub watch_id: i64,
+    pub fragment: bool,
+}
+
+/// What a client sends on a watch stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchRequest {
+    Create(WatchSpec),
+    Cancel(i64),
+    Progress,
+}
+
+/// What the stream sends back. `revision` is the header revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchOutput {
+    Created {
+        watch_id: i64,
+        revision: i64,
+    },
+    Canceled {
+        watch_id: i64,
+        revision: i64,
+        compact_revision: i64,
+        reason: String,
+    },
+    Events {
+        watch_id: i64,
+        revision: i64,
+        events: Vec<Event>,
+        /// The watcher accepts fragmented responses.
+        fragment: bool,
+    },
+    /// A progress notification: every event up to `revision` has been sent. `watch_id` is
+    /// -1 when it answers a progress request for the whole stream.
+    Progress {
+        watch_id: i64,
+        revision: i64,
+    },
+}
+
+struct Watcher {
+    range: KeyRange,
+    spec: WatchSpec,
+    /// First revision not yet sent.
+    next_rev: i64,
+    /// A gap exists between what was sent and the live feed; fill it from history.
+    behind: bool,
+}
+
+impl Watcher {
+    fn select(&self, revs: &[RevisionEvents]) -> Vec<Event> {
+        revs.iter()
+            .filter(|r| r.revision >= self.next_rev)
+            .flat_map(|r| &r.events)
+            .filter(|e| self.range.contains(&e.kv.key))
+            .filter(|e| match e.kind {
+                EventType::Put => !self.spec.no_put,
+                EventType::Delete => !self.spec.no_delete,
+            })
+            .map(|e| Event {
+                kind: e.kind,
+                kv: e.kv.clone(),
+                prev_kv: if self.spec.prev_kv { e.prev_kv.clone() } else { None },
+            })
+            .collect()
+    }
+}
+
+struct StreamState {
+    store: Store,
+    watchers: BTreeMap<i64, Watcher>,
+    next_auto_id: i64,
+    out: mpsc::Sender<WatchOutput>,
+}
+
+/// Serves one watch stream until `requests` ends or `out` is dropped.
+pub async fn serve_watch(
+    store: Store,
+    mut requests: mpsc::Receiver<WatchRequest>,
+    out: mpsc::Sender<WatchOutput>,
+    progress_interval: Duration,
+) {
+    // Subscribe before anything reads the current revision: see `Hub`'s correctness note.
+    let mut live = store.hub().subscribe();
+    let mut state = StreamState {
+        store,
+        watchers: BTreeMap::new(),
+        next_auto_id: 0,
+        out,
+    };
+    let mut ticker = tokio::time::interval(progress_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        let behind = state.watchers.values().any(|w| w.behind);
+        let ok = tokio::select! {
+            biased;
+            req = requests.recv() => match req {
+                Some(req) => state.handle(req, &mut live).await,
+                None => false,
+            },
+            batch = live.recv() => match batch {
+                Ok(batch) => state.deliver(&batch).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    state.mark_lagging();
+                    true
+                }
+                Err(broadcast::error::RecvError::Closed) => false,
+            },
+            () = std::future::ready(()), if behind => state.catch_up().await,
+            _ = ticker.tick() => state.progress_notify().await,
+        };
+        if !ok {
+            break;
+        }
+    }
+}
+
+impl StreamState {
+    async fn send(&self, msg: WatchOutput) -> bool {
+        self.out.send(msg).await.is_ok()
+    }
+
+    async fn handle(
+        &mut self,
+        req: WatchRequest,
+        live: &mut broadcast::Receiver<crate::watch::hub::Batch>,
+    ) -> bool {
+        let current = self.store.hub().revision();
+        match req {
+            WatchRequest::Create(spec) => {
+                let id = if spec.watch_id != 0 {
+                    spec.watch_id
+                } else {
+                    while self.watchers.contains_key(&self.next_auto_id) {
+                        self.next_auto_id += 1;
+                    }
+                    self.next_auto_id
+                };
+                if self.watchers.contains_key(&id) || id < 0 {
+                    return self
+                        .send(WatchOutput::Canceled {
+                            watch_id: id,
+                            revision: current,
+                            compact_revision: 0,
+                            reason: "mvcc: duplicate watch ID provided on the WatchStream"
+                                .to_string(),
+                        })
+                        .await;
+                }
+                let next_rev = if spec.start_revision > 0 {
+                    spec.start_revision
+                } else {
+                    current + 1
+                };
+                let watcher = Watcher {
+                    range: KeyRange::new(&spec.key, &spec.range_end),
+                    behind: next_rev <= current,
+                    next_rev,
+                    spec,
+                };
+                self.watchers.insert(id, watcher);
+                self.send(WatchOutput::Created {
+                    watch_id: id,
+                    revision: current,
+                })
+                .await
+            }
+            WatchRequest::Cancel(id) => {
+                if self.watchers.remove(&id).is_none() {
+                    return true;
+                }
+                self.send(WatchOutput::Canceled {
+                    watch_id: id,
+                    revision: current,
+                    compact_revision: 0,
+                    reason: String::new(),
+                })
+                .await
+            }
+            WatchRequest::Progress => {
+                // Take in what is already published so "synced" is judged on fresh state.
+                loop {
+                    match live.try_recv() {
+                        Ok(batch) => {
+                            if !self.deliver(&batch).await {
+                                return false;
+                            }
+                        }
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => self.mark_lagging(),
+                        Err(_) => break,
+                    }
+                }
+                let revision = self.store.hub().revision();
+                if self.watchers.values().all(|w| w.next_rev > revision) {
+                    return self
+                        .send(WatchOutput::Progress {
+                            watch_id: -1,
+                            revision,
+                        })
+                        .await;
+                }
+                true
+            }
+        }
+    }
+
+    async fn deliver(&mut self, batch: &[RevisionEvents]) -> bool {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            return true;
+        };
+        let mut outputs = Vec::new();
+        for (id, w) in &mut self.watchers {
+            if w.behind || w.next_rev > last.revision {
+                continue;
+            }
+            if w.next_rev < first.revision {
+                w.behind = true;
+                continue;
+            }
+            let events = w.select(batch);
+            w.next_rev = last.revision + 1;
+            if !events.is_empty() {
+                outputs.push(WatchOutput::Events {
+                    watch_id: *id,
+                    revision: last.revision,
+                    events,
+                    fragment: w.spec.fragment,
+                });
+            }
+        }
+        for msg in outputs {
+            if !self.send(msg).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn mark_lagging(&mut self) {
+        let current = self.store.hub().revision();
+        for w in self.watchers.values_mut() {
+            if w.next_rev <= current {
+                w.behind = true;
+            }
+        }
+    }
+
+    /// Sends one chunk of history to one lagging watcher.
+    async fn catch_up(&mut self) -> bool {
+        let Some((&id, w)) = self.watchers.iter().find(|(_, w)| w.behind) else {
+            return true;
+        };
+        let to = self.store.hub().revision();
+        if w.next_rev > to {
+            if let Some(w) = self.watchers.get_mut(&id) {
+                w.behind = false;
+            }
+            return true;
+        }
+        let from = w.next_rev;
+        match self.store.read_events(from, to, CATCH_UP_EVENTS).await {
+            Ok(revs) => {
+                let Some(w) = self.watchers.get_mut(&id) else {
+                    return true;
+                };
+                let events = w.select(&revs);
+                let reached = revs.last().map_or(to, |r| r.revision);
+                w.next_rev = reached + 1;
+                w.behind = w.next_rev <= to;
+                let fragment = w.spec.fragment;
+                if events.is_empty() {
+                    return true;
+                }
+                self.send(WatchOutput::Events {
+                    watch_id: id,
+                    revision: to,
+                    events,
+                    fragment,
+                })
+                .await
+            }
+            Err(Error::Compacted { compacted, .. }) => {
+                self.watchers.remove(&id);
+                self.send(WatchOutput::Canceled {
+                    watch_id: id,
+                    revision: to,
+                    compact_revision: compacted,
+                    reason: String::new(),
+                })
+                .await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading watch history failed");
+                self.watchers.remove(&id);
+                self.send(WatchOutput::Canceled {
+                    watch_id: id,
+                    revision: to,
+                    compact_revision: 0,
+                    reason: e.to_string(),
+                })
+                .await
+            }
+        }
+    }
+
+    async fn progress_notify(&mut self) -> bool {
+        let revision = self.store.hub().revision();
+        let due: Vec<i64> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.spec.progress_notify && !w.behind && w.next_rev > revision)
+            .map(|(id, _)| *id)
+            .collect();
+        for watch_id in due {
+            if !self
+                .send(WatchOutput::Progress { watch_id, revision })
+                .await
+            {
+                return false;
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for stead end-to-end tests.
