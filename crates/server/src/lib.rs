@@ -1,1 +1,39 @@
+//! stead's network face: the etcd v3 gRPC services, the HTTP/JSON gateway, TLS and
+//! metrics, on top of [`stead_store`].
+//!
+//! - [`etcd`]: one tonic service per etcd service, on the shared [`etcd::EtcdApi`].
+//! - [`gateway`]: `/v3/...` JSON, `/version`, `/health`, `/metrics`.
+//! - [`status`]: the single mapping from store errors to gRPC (and HTTP) errors.
+//! - [`serve`]: listeners (plain or TLS) carrying gRPC and HTTP on the same port.
 
+pub mod convert;
+pub mod etcd;
+pub mod gateway;
+pub mod metrics;
+pub mod pb;
+pub mod serve;
+pub mod status;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use serve::{Server, ServerConfig};
+pub use tls::TlsFiles;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS file {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot open the data directory: {0}")]
+    Store(#[source] stead_store::Error),
+}

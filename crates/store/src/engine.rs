@@ -7,22 +7,20 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::codec::{Record, decode_keys};
-use crate::backend::schema::{
-    ALARMS, KV_HISTORY, KV_LATEST, LEASE_KEYS, LEASES, META, REVISIONS,
-};
+use crate::backend::schema::{ALARMS, KV_HISTORY, KV_LATEST, LEASE_KEYS, LEASES, META, REVISIONS};
 use crate::error::{Error, Result, StorageContext};
 use crate::mvcc::apply::{Applied, Applier, State, read_alarms};
 use crate::mvcc::read;
 use crate::types::{
-    AlarmType, Command, CommandResponse, Event, EventType, KeyValue, RangeRequest,
-    RangeResponse, RevisionEvents,
+    AlarmType, Command, CommandResponse, Event, EventType, KeyValue, RangeRequest, RangeResponse,
+    RevisionEvents,
 };
 
 /// Engine options.
@@ -108,7 +106,11 @@ impl Engine {
     /// # Correctness
     /// The data, the revision counter and the compacted revision commit atomically; an `Err`
     /// (a storage failure) means nothing of the batch was committed.
-    pub fn apply_batch(&self, commands: &[&Command], durability: Durability) -> Result<BatchResult> {
+    pub fn apply_batch(
+        &self,
+        commands: &[&Command],
+        durability: Durability,
+    ) -> Result<BatchResult> {
         self.with_db(|db| {
             let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
             txn.set_durability(durability).ctx("setting durability")?;
@@ -143,9 +145,15 @@ impl Engine {
     pub fn sync(&self) -> Result<()> {
         self.with_db(|db| {
             let mut txn = db.begin_write().ctx("starting a sync")?;
-            txn.set_durability(Durability::Immediate).ctx("setting durability")?;
+            txn.set_durability(Durability::Immediate)
+                .ctx("setting durability")?;
             txn.commit().ctx("syncing")
         })
+    }
+
+    /// How many commands have been applied.
+    pub fn applied_index(&self) -> Result<i64> {
+        self.read(|txn| Ok(State::load(&txn.open_table(META).ctx("opening meta")?)?.applied))
     }
 
     /// The current and compacted revision.
@@ -169,7 +177,12 @@ impl Engine {
     /// The events of revisions `from..=to` (capped at the current revision), stopping at a
     /// revision boundary once at least `max_events` events are collected. Every event
     /// carries its `prev_kv` when the previous version is still stored.
-    pub fn read_events(&self, from: i64, to: i64, max_events: usize) -> Result<Vec<RevisionEvents>> {
+    pub fn read_events(
+        &self,
+        from: i64,
+        to: i64,
+        max_events: usize,
+    ) -> Result<Vec<RevisionEvents>> {
         self.read(|txn| {
             let s = State::load(&txn.open_table(META).ctx("opening meta")?)?;
             if from < s.compacted {
@@ -197,10 +210,12 @@ impl Engine {
                     let raw = history
                         .get((key.as_slice(), rev as u64))
                         .ctx("reading kv_history")?
-                        .ok_or(Error::Corrupt { table: "kv_history" })?;
+                        .ok_or(Error::Corrupt {
+                            table: "kv_history",
+                        })?;
                     let rec = Record::decode(raw.value(), "kv_history")?;
-                    let prev_kv = read::get_before(&history, &key, rev)?
-                        .map(|p| p.into_kv(key.clone()));
+                    let prev_kv =
+                        read::get_before(&history, &key, rev)?.map(|p| p.into_kv(key.clone()));
                     let (kind, kv) = if rec.is_tombstone() {
                         let kv = KeyValue {
                             key,
@@ -236,7 +251,10 @@ impl Engine {
             let mut keys = Vec::new();
             if with_keys {
                 let lease_keys = txn.open_table(LEASE_KEYS).ctx("opening lease_keys")?;
-                for entry in lease_keys.range((id, &[][..])..).ctx("reading lease_keys")? {
+                for entry in lease_keys
+                    .range((id, &[][..])..)
+                    .ctx("reading lease_keys")?
+                {
                     let (k, _) = entry.ctx("reading lease_keys")?;
                     let (lease, key) = k.value();
                     if lease != id {
@@ -330,33 +348,68 @@ impl Engine {
         self.read(|txn| {
             let mut w = SnapshotWriter { out, bytes: 0 };
             w.raw(SNAPSHOT_MAGIC)?;
-            for e in txn.open_table(META).ctx("snapshot")?.iter().ctx("snapshot")? {
+            for e in txn
+                .open_table(META)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
                 let (k, v) = e.ctx("snapshot")?;
                 w.record(&SnapshotRecord::Meta(k.value(), v.value()))?;
             }
-            for e in txn.open_table(KV_LATEST).ctx("snapshot")?.iter().ctx("snapshot")? {
+            for e in txn
+                .open_table(KV_LATEST)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
                 let (k, v) = e.ctx("snapshot")?;
                 w.record(&SnapshotRecord::Latest(k.value(), v.value()))?;
             }
-            for e in txn.open_table(KV_HISTORY).ctx("snapshot")?.iter().ctx("snapshot")? {
+            for e in txn
+                .open_table(KV_HISTORY)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
                 let (k, v) = e.ctx("snapshot")?;
                 let (key, rev) = k.value();
                 w.record(&SnapshotRecord::History(key, rev, v.value()))?;
             }
-            for e in txn.open_table(REVISIONS).ctx("snapshot")?.iter().ctx("snapshot")? {
+            for e in txn
+                .open_table(REVISIONS)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
                 let (k, v) = e.ctx("snapshot")?;
                 w.record(&SnapshotRecord::Revision(k.value(), v.value()))?;
             }
-            for e in txn.open_table(LEASES).ctx("snapshot")?.iter().ctx("snapshot")? {
+            for e in txn
+                .open_table(LEASES)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
                 let (k, v) = e.ctx("snapshot")?;
                 w.record(&SnapshotRecord::Lease(k.value(), v.value()))?;
             }
-            for e in txn.open_table(LEASE_KEYS).ctx("snapshot")?.iter().ctx("snapshot")? {
+            for e in txn
+                .open_table(LEASE_KEYS)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
                 let (k, _) = e.ctx("snapshot")?;
                 let (id, key) = k.value();
                 w.record(&SnapshotRecord::LeaseKey(id, key))?;
             }
-            for e in txn.open_table(ALARMS).ctx("snapshot")?.iter().ctx("snapshot")? {
+            for e in txn
+                .open_table(ALARMS)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
                 let (k, _) = e.ctx("snapshot")?;
                 let (member, alarm) = k.value();
                 w.record(&SnapshotRecord::Alarm(member, alarm))?;
@@ -372,11 +425,14 @@ impl Engine {
         let mut magic = [0u8; SNAPSHOT_MAGIC.len()];
         read_exact(input, &mut magic)?;
         if magic != *SNAPSHOT_MAGIC {
-            return Err(Error::InvalidSnapshot { reason: "bad magic" });
+            return Err(Error::InvalidSnapshot {
+                reason: "bad magic",
+            });
         }
         self.with_db(|db| {
             let mut txn = db.begin_write().ctx("restoring a snapshot")?;
-            txn.set_durability(Durability::Immediate).ctx("restoring a snapshot")?;
+            txn.set_durability(Durability::Immediate)
+                .ctx("restoring a snapshot")?;
             txn.delete_table(KV_LATEST).ctx("restoring a snapshot")?;
             txn.delete_table(KV_HISTORY).ctx("restoring a snapshot")?;
             txn.delete_table(REVISIONS).ctx("restoring a snapshot")?;
@@ -399,20 +455,28 @@ impl Engine {
                     read_exact(input, &mut len)?;
                     buf.resize(u32::from_le_bytes(len) as usize, 0);
                     read_exact(input, &mut buf)?;
-                    let rec: SnapshotRecord<'_> = postcard::from_bytes(&buf)
-                        .map_err(|_| Error::InvalidSnapshot { reason: "bad record" })?;
+                    let rec: SnapshotRecord<'_> =
+                        postcard::from_bytes(&buf).map_err(|_| Error::InvalidSnapshot {
+                            reason: "bad record",
+                        })?;
                     match rec {
                         SnapshotRecord::Meta(k, v) => meta.insert(k, v).map(drop).ctx(c)?,
                         SnapshotRecord::Latest(k, v) => latest.insert(k, v).map(drop).ctx(c)?,
                         SnapshotRecord::History(k, r, v) => {
                             history.insert((k, r), v).map(drop).ctx(c)?
                         }
-                        SnapshotRecord::Revision(r, v) => revisions.insert(r, v).map(drop).ctx(c)?,
-                        SnapshotRecord::Lease(id, ttl) => leases.insert(id, ttl).map(drop).ctx(c)?,
+                        SnapshotRecord::Revision(r, v) => {
+                            revisions.insert(r, v).map(drop).ctx(c)?
+                        }
+                        SnapshotRecord::Lease(id, ttl) => {
+                            leases.insert(id, ttl).map(drop).ctx(c)?
+                        }
                         SnapshotRecord::LeaseKey(id, k) => {
                             lease_keys.insert((id, k), ()).map(drop).ctx(c)?
                         }
-                        SnapshotRecord::Alarm(m, a) => alarms.insert((m, a), ()).map(drop).ctx(c)?,
+                        SnapshotRecord::Alarm(m, a) => {
+                            alarms.insert((m, a), ()).map(drop).ctx(c)?
+                        }
                         SnapshotRecord::End => break,
                     }
                 }

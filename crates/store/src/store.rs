@@ -261,7 +261,9 @@ impl Store {
 
     /// A keep-alive: the lease's TTL, or 0 if it does not exist.
     pub fn lease_keep_alive(&self, id: i64) -> i64 {
-        lock(&self.inner.lessor).renew(id, Instant::now()).unwrap_or(0)
+        lock(&self.inner.lessor)
+            .renew(id, Instant::now())
+            .unwrap_or(0)
     }
 
     /// (remaining TTL, lease) or `None` for an unknown lease.
@@ -331,6 +333,12 @@ impl Store {
     pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
         let engine = self.inner.engine.clone();
         blocking(move || engine.hash_kv(revision)).await
+    }
+
+    /// How many commands have been applied (reported as the raft index).
+    pub async fn applied_index(&self) -> Result<i64> {
+        let engine = self.inner.engine.clone();
+        blocking(move || engine.applied_index()).await
     }
 
     pub async fn hash(&self) -> Result<u32> {

@@ -195,10 +195,21 @@ pub enum Command {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
-    Compact { revision: i64 },
-    LeaseGrant { id: i64, ttl: i64 },
-    LeaseRevoke { id: i64 },
-    Alarm { activate: bool, member: u64, alarm: AlarmType },
+    Compact {
+        revision: i64,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
+    Alarm {
+        activate: bool,
+        member: u64,
+        alarm: AlarmType,
+    },
 }
 
 /// The successful outcome of a [`Command`].
@@ -207,8 +218,19 @@ pub enum CommandResponse {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
-    Compact { revision: i64 },
-    LeaseGrant { id: i64, ttl: i64, revision: i64 },
-    LeaseRevoke { revision: i64 },
-    Alarm { alarms: Vec<(u64, AlarmType)>, revision: i64 },
+    Compact {
+        revision: i64,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+        revision: i64,
+    },
+    LeaseRevoke {
+        revision: i64,
+    },
+    Alarm {
+        alarms: Vec<(u64, AlarmType)>,
+        revision: i64,
+    },
 }

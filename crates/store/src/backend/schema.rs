@@ -32,3 +32,5 @@ pub(crate) const ALARMS: TableDefinition<'_, (u64, u8), ()> = TableDefinition::n
 pub(crate) const META_REVISION: &str = "revision";
 /// `meta` row: the compacted revision (0 = never compacted).
 pub(crate) const META_COMPACTED: &str = "compacted";
+/// `meta` row: how many commands have been applied.
+pub(crate) const META_APPLIED: &str = "applied";

@@ -14,8 +14,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::backend::codec::{Record, encode_keys};
 use crate::backend::schema::{
-    ALARMS, KV_HISTORY, KV_LATEST, LEASE_KEYS, LEASES, META, META_COMPACTED, META_REVISION,
-    REVISIONS,
+    ALARMS, KV_HISTORY, KV_LATEST, LEASE_KEYS, LEASES, META, META_APPLIED, META_COMPACTED,
+    META_REVISION, REVISIONS,
 };
 use crate::error::{Error, Result, StorageContext};
 use crate::mvcc::keys::KeyRange;
@@ -35,6 +35,8 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 pub(crate) struct State {
     pub(crate) revision: i64,
     pub(crate) compacted: i64,
+    /// Commands applied so far, successful or not (the local stand-in for a log index).
+    pub(crate) applied: i64,
 }
 
 impl State {
@@ -46,6 +48,7 @@ impl State {
         Ok(State {
             revision: get(META_REVISION)?.unwrap_or(1),
             compacted: get(META_COMPACTED)?.unwrap_or(0),
+            applied: get(META_APPLIED)?.unwrap_or(0),
         })
     }
 }
@@ -107,6 +110,9 @@ impl<'t> Applier<'t> {
         self.meta
             .insert(META_COMPACTED, self.state.compacted)
             .ctx("writing meta")?;
+        self.meta
+            .insert(META_APPLIED, self.state.applied)
+            .ctx("writing meta")?;
         Ok(Applied {
             state: self.state,
             events: self.produced,
@@ -117,6 +123,7 @@ impl<'t> Applier<'t> {
     /// Applies one command. An `Err` means the command changed nothing.
     pub(crate) fn apply(&mut self, cmd: &Command) -> Result<CommandResponse> {
         debug_assert!(self.pending.is_empty());
+        self.state.applied += 1;
         let resp = match cmd {
             Command::Put(req) => {
                 check_put(req)?;
@@ -157,7 +164,8 @@ impl<'t> Applier<'t> {
                     return Err(Error::LeaseExists { id: *id });
                 }
                 self.leases.insert(*id, *ttl).ctx("writing leases")?;
-                self.lease_changes.push(LeaseChange::Granted { id: *id, ttl: *ttl });
+                self.lease_changes
+                    .push(LeaseChange::Granted { id: *id, ttl: *ttl });
                 CommandResponse::LeaseGrant {
                     id: *id,
                     ttl: *ttl,
@@ -214,8 +222,7 @@ impl<'t> Applier<'t> {
     }
 
     fn check_put_state(&self, req: &PutRequest) -> Result<()> {
-        if (req.ignore_value || req.ignore_lease) && get_latest(&self.latest, &req.key)?.is_none()
-        {
+        if (req.ignore_value || req.ignore_lease) && get_latest(&self.latest, &req.key)?.is_none() {
             return Err(Error::KeyNotFound);
         }
         if req.lease != 0 && self.leases.get(req.lease).ctx("reading leases")?.is_none() {
@@ -229,7 +236,11 @@ impl<'t> Applier<'t> {
         let prev = get_latest(&self.latest, &req.key)?;
         let (value, lease) = match &prev {
             Some(p) if req.ignore_value || req.ignore_lease => (
-                if req.ignore_value { p.value.clone() } else { req.value.clone() },
+                if req.ignore_value {
+                    p.value.clone()
+                } else {
+                    req.value.clone()
+                },
                 if req.ignore_lease { p.lease } else { req.lease },
             ),
             _ => (req.value.clone(), req.lease),
@@ -293,7 +304,10 @@ impl<'t> Applier<'t> {
         let key = prev.key.as_slice();
         self.latest.remove(key).ctx("writing kv_latest")?;
         self.history
-            .insert((key, rev as u64), Record::tombstone(rev).encode().as_slice())
+            .insert(
+                (key, rev as u64),
+                Record::tombstone(rev).encode().as_slice(),
+            )
             .ctx("writing kv_history")?;
         if prev.lease != 0 {
             self.lease_keys
@@ -378,7 +392,11 @@ impl<'t> Applier<'t> {
 
     /// Checks the ops on the chosen path against the current state before any of them runs.
     fn check_path(&self, req: &TxnRequest, path: &mut impl Iterator<Item = bool>) -> Result<()> {
-        let ops = if path.next().unwrap_or(false) { &req.success } else { &req.failure };
+        let ops = if path.next().unwrap_or(false) {
+            &req.success
+        } else {
+            &req.failure
+        };
         for op in ops {
             match op {
                 RequestOp::Range(r) => {
@@ -398,7 +416,11 @@ impl<'t> Applier<'t> {
         path: &mut impl Iterator<Item = bool>,
     ) -> Result<TxnResponse> {
         let succeeded = path.next().unwrap_or(false);
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {

@@ -60,7 +60,11 @@ impl Applier<'_> {
                 continue;
             };
             let keep_newest = !tombstone || newest == revision as u64;
-            let drop = if keep_newest { versions.len() - 1 } else { versions.len() };
+            let drop = if keep_newest {
+                versions.len() - 1
+            } else {
+                versions.len()
+            };
             for &(rev, _) in &versions[..drop] {
                 self.history
                     .remove((key.as_slice(), rev))

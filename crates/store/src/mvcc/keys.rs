@@ -99,7 +99,11 @@ mod tests {
             (b"b", b"a", b"b", false),
         ];
         for (key, end, probe, want) in cases {
-            assert_eq!(KeyRange::new(key, end).contains(probe), *want, "{key:?} {end:?} {probe:?}");
+            assert_eq!(
+                KeyRange::new(key, end).contains(probe),
+                *want,
+                "{key:?} {end:?} {probe:?}"
+            );
         }
         assert!(KeyRange::new(b"b", b"a").is_empty());
     }

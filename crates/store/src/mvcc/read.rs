@@ -78,7 +78,9 @@ pub(crate) fn visit(
     let rev = revision as u64;
     if range.is_single() {
         let key = range.start();
-        let mut iter = history.range((key, 0u64)..=(key, rev)).ctx("reading key history")?;
+        let mut iter = history
+            .range((key, 0u64)..=(key, rev))
+            .ctx("reading key history")?;
         if let Some(entry) = iter.next_back() {
             let (_, raw) = entry.ctx("reading key history")?;
             if Record::decode_meta(raw.value(), "kv_history")?.version != 0 {
@@ -104,7 +106,10 @@ pub(crate) fn visit(
             _ => Ok(true),
         }
     };
-    for entry in history.range::<(&[u8], u64)>(bounds).ctx("scanning key history")? {
+    for entry in history
+        .range::<(&[u8], u64)>(bounds)
+        .ctx("scanning key history")?
+    {
         let (k, raw) = entry.ctx("scanning key history")?;
         let (key, r) = k.value();
         let same = matches!(&current, Some((cur, _)) if cur.as_slice() == key);
@@ -162,7 +167,9 @@ pub(crate) fn range(
     let fetch = if req.sort_order != SortOrder::None || filtered || req.limit <= 0 {
         usize::MAX
     } else {
-        usize::try_from(req.limit).unwrap_or(usize::MAX).saturating_add(1)
+        usize::try_from(req.limit)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
     };
     let at = (rev != current).then_some(rev);
     let range = KeyRange::new(&req.key, &req.range_end);

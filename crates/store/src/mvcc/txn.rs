@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::mvcc::keys::KeyRange;
 use crate::types::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest,
-    RangeRequest, RequestOp, TxnRequest,
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest,
+    RequestOp, TxnRequest,
 };
 
 /// The most operations a txn may carry in its compares or in either branch (etcd's
@@ -52,7 +52,11 @@ pub(crate) fn check_txn(req: &TxnRequest) -> Result<()> {
 }
 
 fn check_txn_shape(req: &TxnRequest) -> Result<()> {
-    let ops = req.compare.len().max(req.success.len()).max(req.failure.len());
+    let ops = req
+        .compare
+        .len()
+        .max(req.success.len())
+        .max(req.failure.len());
     if ops > MAX_TXN_OPS {
         return Err(Error::TooManyTxnOps { limit: MAX_TXN_OPS });
     }
@@ -164,8 +168,14 @@ mod tests {
         let bad = [
             txn(vec![put("a"), put("a")], vec![]),
             txn(vec![del("a", "c"), put("b")], vec![]),
-            txn(vec![put("b"), RequestOp::Txn(txn(vec![put("b")], vec![]))], vec![]),
-            txn(vec![del("a", ""), RequestOp::Txn(txn(vec![], vec![put("a")]))], vec![]),
+            txn(
+                vec![put("b"), RequestOp::Txn(txn(vec![put("b")], vec![]))],
+                vec![],
+            ),
+            txn(
+                vec![del("a", ""), RequestOp::Txn(txn(vec![], vec![put("a")]))],
+                vec![],
+            ),
         ];
         for t in bad {
             assert!(matches!(check_txn(&t), Err(Error::DuplicateKey)), "{t:?}");
@@ -178,7 +188,10 @@ mod tests {
             txn(vec![put("a")], vec![put("a")]),
             txn(vec![put("a"), put("b"), del("c", "d")], vec![]),
             txn(vec![del("a", ""), del("a", "")], vec![]),
-            txn(vec![RequestOp::Txn(txn(vec![put("x")], vec![put("x")]))], vec![]),
+            txn(
+                vec![RequestOp::Txn(txn(vec![put("x")], vec![put("x")]))],
+                vec![],
+            ),
         ];
         for t in good {
             assert!(check_txn(&t).is_ok(), "{t:?}");
@@ -188,7 +201,10 @@ mod tests {
     #[test]
     fn more_than_128_ops_in_a_branch_is_too_many() {
         let ops = (0..129).map(|i| put(&format!("k{i}"))).collect();
-        assert!(matches!(check_txn(&txn(ops, vec![])), Err(Error::TooManyTxnOps { .. })));
+        assert!(matches!(
+            check_txn(&txn(ops, vec![])),
+            Err(Error::TooManyTxnOps { .. })
+        ));
         let ops = (0..128).map(|i| put(&format!("k{i}"))).collect();
         assert!(check_txn(&txn(ops, vec![])).is_ok());
     }

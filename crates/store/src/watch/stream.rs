@@ -87,7 +87,11 @@ impl Watcher {
             .map(|e| Event {
                 kind: e.kind,
                 kv: e.kv.clone(),
-                prev_kv: if self.spec.prev_kv { e.prev_kv.clone() } else { None },
+                prev_kv: if self.spec.prev_kv {
+                    e.prev_kv.clone()
+                } else {
+                    None
+                },
             })
             .collect()
     }
@@ -100,7 +104,7 @@ struct StreamState {
     out: mpsc::Sender<WatchOutput>,
 }
 
-/// Serves one watch stream until `requests` ends or `out` is dropped.
+/// Serves one watch stream until the receiver of `out` is dropped.
 pub async fn serve_watch(
     store: Store,
     mut requests: mpsc::Receiver<WatchRequest>,
@@ -118,14 +122,20 @@ pub async fn serve_watch(
     let mut ticker = tokio::time::interval(progress_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
+    // A client may half-close its side and keep reading; serve until `out` is dropped.
+    let mut requests_open = true;
     loop {
         let behind = state.watchers.values().any(|w| w.behind);
         let ok = tokio::select! {
             biased;
-            req = requests.recv() => match req {
+            req = requests.recv(), if requests_open => match req {
                 Some(req) => state.handle(req, &mut live).await,
-                None => false,
+                None => {
+                    requests_open = false;
+                    true
+                }
             },
+            () = state.out.closed() => false,
             batch = live.recv() => match batch {
                 Ok(batch) => state.deliver(&batch).await,
                 Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -1,0 +1,213 @@
+//! `stead serve`: flags named after etcd's, so etcd deploy scripts port over.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use stead_server::{Server, ServerConfig, TlsFiles};
+use url::Url;
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Human-readable name of this member.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Directory holding the data.
+    #[arg(long, default_value = "stead.data")]
+    data_dir: PathBuf,
+    /// Comma-separated URLs to serve clients on.
+    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    listen_client_urls: Vec<Url>,
+    /// Comma-separated client URLs advertised to the cluster (default: the listen URLs).
+    #[arg(long, value_delimiter = ',')]
+    advertise_client_urls: Vec<Url>,
+    /// Comma-separated URLs to serve peers on.
+    #[arg(long, default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
+    listen_peer_urls: Vec<Url>,
+    /// Comma-separated peer URLs advertised to the cluster (default: the listen peer URLs).
+    #[arg(long, value_delimiter = ',')]
+    initial_advertise_peer_urls: Vec<Url>,
+    /// Initial cluster: name=peerURL,name=peerURL,... (default: this member alone).
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// `new` to form a cluster, `existing` to join one.
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    initial_cluster_state: String,
+    /// Token that distinguishes clusters started from the same configuration.
+    #[arg(long, default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// Client TLS certificate.
+    #[arg(long)]
+    cert_file: Option<PathBuf>,
+    /// Client TLS key.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// CA that signs client certificates.
+    #[arg(long)]
+    trusted_ca_file: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by --trusted-ca-file.
+    #[arg(long)]
+    client_cert_auth: bool,
+    /// Peer TLS certificate.
+    #[arg(long)]
+    peer_cert_file: Option<PathBuf>,
+    /// Peer TLS key.
+    #[arg(long)]
+    peer_key_file: Option<PathBuf>,
+    /// CA that signs peer certificates.
+    #[arg(long)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse peers without a certificate signed by --peer-trusted-ca-file.
+    #[arg(long)]
+    peer_client_cert_auth: bool,
+    /// Backend size (bytes) above which writes are refused with the NOSPACE alarm.
+    #[arg(long, default_value_t = 2 << 30)]
+    quota_backend_bytes: u64,
+    /// Interval of watch progress notifications (e.g. 10m, 30s, 500ms).
+    #[arg(long = "experimental-watch-progress-notify-interval", default_value = "10m", value_parser = parse_duration)]
+    progress_notify_interval: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {s:?} needs a unit (ms, s, m, h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {unit:?} (ms, s, m, h)"
+            ));
+        }
+    })
+}
+
+fn parse_initial_cluster(s: &str) -> anyhow::Result<Vec<(String, Url)>> {
+    s.split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (name, url) = part
+                .split_once('=')
+                .with_context(|| format!("--initial-cluster entry {part:?} is not name=URL"))?;
+            let url = Url::parse(url)
+                .with_context(|| format!("--initial-cluster entry {part:?} has a bad URL"))?;
+            Ok((name.to_string(), url))
+        })
+        .collect()
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<ServerConfig> {
+        let advertise_peer = if self.initial_advertise_peer_urls.is_empty() {
+            self.listen_peer_urls.clone()
+        } else {
+            self.initial_advertise_peer_urls
+        };
+        let initial_cluster = match &self.initial_cluster {
+            Some(s) => parse_initial_cluster(s)?,
+            None => advertise_peer
+                .iter()
+                .map(|u| (self.name.clone(), u.clone()))
+                .collect(),
+        };
+        if !initial_cluster.iter().any(|(n, _)| *n == self.name) {
+            bail!(
+                "--initial-cluster does not list this member's name {:?}",
+                self.name
+            );
+        }
+        if initial_cluster.iter().any(|(n, _)| *n != self.name) {
+            bail!(
+                "--initial-cluster lists other members; this build serves single-member \
+                 clusters only"
+            );
+        }
+        let client_tls = match (self.cert_file, self.key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+                trusted_ca_file: self.trusted_ca_file,
+                client_cert_auth: self.client_cert_auth,
+            }),
+            (None, None) if self.client_cert_auth => {
+                bail!("--client-cert-auth needs --cert-file, --key-file and --trusted-ca-file")
+            }
+            (None, None) => None,
+            _ => bail!("--cert-file and --key-file must be given together"),
+        };
+        let _peer_tls = (
+            self.peer_cert_file,
+            self.peer_key_file,
+            self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+        );
+        Ok(ServerConfig {
+            name: self.name,
+            data_dir: self.data_dir,
+            advertise_client_urls: if self.advertise_client_urls.is_empty() {
+                self.listen_client_urls.clone()
+            } else {
+                self.advertise_client_urls
+            },
+            listen_client_urls: self.listen_client_urls,
+            listen_peer_urls: self.listen_peer_urls,
+            initial_advertise_peer_urls: advertise_peer,
+            initial_cluster,
+            initial_cluster_state_new: self.initial_cluster_state == "new",
+            initial_cluster_token: self.initial_cluster_token,
+            client_tls,
+            quota_backend_bytes: self.quota_backend_bytes,
+            progress_notify_interval: self.progress_notify_interval,
+        })
+    }
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::start(config)
+        .await
+        .with_context(|| format!("cannot start (data dir {})", data_dir.display()))?;
+    for addr in &server.client_addrs {
+        tracing::info!(%addr, "ready to serve client requests");
+    }
+    server
+        .run_until(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            tracing::info!("shutting down");
+        })
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_etcd_style_units() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn initial_cluster_entries_must_be_name_equals_url() {
+        let parsed = parse_initial_cluster("a=http://127.0.0.1:2380,b=http://127.0.0.1:2381");
+        assert_eq!(parsed.map(|v| v.len()).ok(), Some(2));
+        assert!(parse_initial_cluster("a").is_err());
+        assert!(parse_initial_cluster("a=not a url").is_err());
+    }
+}

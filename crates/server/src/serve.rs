@@ -1,0 +1,232 @@
+//! Listening: one port per client URL serving gRPC (HTTP/2) and the JSON gateway
+//! (HTTP/1.1 or HTTP/2) side by side, in plain TCP or TLS.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use sha2_free::member_id;
+use stead_store::{Store, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use url::Url;
+
+use crate::etcd::{EtcdApi, MemberInfo};
+use crate::metrics::Metrics;
+use crate::pb;
+use crate::status::MAX_GRPC_RECV_BYTES;
+use crate::tls::{TlsFiles, acceptor};
+use crate::{ServeError, gateway};
+
+/// Everything `stead serve` needs, named after etcd's flags.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: std::path::PathBuf,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<Url>,
+    pub listen_peer_urls: Vec<Url>,
+    pub initial_advertise_peer_urls: Vec<Url>,
+    pub initial_cluster: Vec<(String, Url)>,
+    pub initial_cluster_state_new: bool,
+    pub initial_cluster_token: String,
+    pub client_tls: Option<TlsFiles>,
+    pub quota_backend_bytes: u64,
+    pub progress_notify_interval: Duration,
+}
+
+/// A running server: its bound addresses and a way to stop it.
+pub struct Server {
+    pub client_addrs: Vec<SocketAddr>,
+    store: Store,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store and binds every listener; serving starts immediately.
+    pub async fn start(config: ServerConfig) -> Result<Server, ServeError> {
+        for url in &config.listen_client_urls {
+            let tls = url.scheme() == "https";
+            if !tls && url.scheme() != "http" {
+                return Err(ServeError::Config(format!(
+                    "listen client URL {url} must use http or https"
+                )));
+            }
+            if tls && config.client_tls.is_none() {
+                return Err(ServeError::Config(format!(
+                    "listen client URL {url} is https but no --cert-file/--key-file was given"
+                )));
+            }
+        }
+        let peer_urls: Vec<String> = config
+            .initial_advertise_peer_urls
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .collect();
+        let id = member_id(&peer_urls, &config.initial_cluster_token);
+        let cluster_id = member_id(&[id.to_string()], &config.initial_cluster_token);
+        let mut store_config = StoreConfig::new(&config.data_dir);
+        store_config.quota_bytes = config.quota_backend_bytes;
+        store_config.member_id = id;
+        let store = Store::open(store_config).map_err(ServeError::Store)?;
+
+        let member = MemberInfo {
+            id,
+            name: config.name.clone(),
+            peer_urls,
+            client_urls: config
+                .advertise_client_urls
+                .iter()
+                .map(|u| u.as_str().trim_end_matches('/').to_string())
+                .collect(),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let api = EtcdApi::new(
+            store.clone(),
+            member,
+            cluster_id,
+            config.progress_notify_interval,
+            metrics,
+        );
+        let app = router(api);
+        let tls = config.client_tls.as_ref().map(acceptor).transpose()?;
+
+        let mut client_addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for url in &config.listen_client_urls {
+            let addr = socket_addr(url)?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            client_addrs.push(local);
+            let tls = if url.scheme() == "https" {
+                tls.clone()
+            } else {
+                None
+            };
+            tracing::info!(%local, tls = tls.is_some(), "serving client requests");
+            tasks.push(tokio::spawn(accept_loop(listener, tls, app.clone())));
+        }
+        Ok(Server {
+            client_addrs,
+            store,
+            tasks,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then stops listening and flushes the store.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+    }
+}
+
+fn socket_addr(url: &Url) -> Result<SocketAddr, ServeError> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| ServeError::Config(format!("URL {url} has no host")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| ServeError::Config(format!("URL {url} has no port")))?;
+    let ip = if host == "localhost" {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse()
+            .map_err(|_| ServeError::Config(format!("URL {url} must name an IP address")))?
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn router(api: EtcdApi) -> axum::Router {
+    let (_health, health_service) = tonic_health::server::health_reporter();
+    let limit = MAX_GRPC_RECV_BYTES;
+    tonic::service::Routes::new(
+        pb::kv_server::KvServer::new(api.clone()).max_decoding_message_size(limit),
+    )
+    .add_service(pb::watch_server::WatchServer::new(api.clone()).max_decoding_message_size(limit))
+    .add_service(pb::lease_server::LeaseServer::new(api.clone()).max_decoding_message_size(limit))
+    .add_service(
+        pb::cluster_server::ClusterServer::new(api.clone()).max_decoding_message_size(limit),
+    )
+    .add_service(
+        pb::maintenance_server::MaintenanceServer::new(api.clone())
+            .max_decoding_message_size(limit),
+    )
+    .add_service(health_service)
+    .into_axum_router()
+    .merge(gateway::router(api))
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum::Router) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = TowerToHyperService::new(app);
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(u32::MAX)
+                .keep_alive_interval(Some(Duration::from_secs(30)));
+            let result = match tls {
+                Some(tls) => match tls.accept(tcp).await {
+                    Ok(stream) => {
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => {
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Member ids derived from stable inputs, so a restarted member keeps its id.
+mod sha2_free {
+    /// FNV-1a over the sorted inputs and the cluster token; never 0.
+    pub(crate) fn member_id(parts: &[String], token: &str) -> u64 {
+        let mut sorted: Vec<&str> = parts.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in sorted.join(",").bytes().chain(token.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash.max(1)
+    }
+}
