@@ -453,8 +453,23 @@ impl Engine {
                 loop {
                     let mut len = [0u8; 4];
                     read_exact(input, &mut len)?;
-                    buf.resize(u32::from_le_bytes(len) as usize, 0);
-                    read_exact(input, &mut buf)?;
+                    // The length is untrusted: let the buffer grow with the bytes actually
+                    // read instead of allocating up to 4 GiB for a damaged prefix.
+                    let len = u64::from(u32::from_le_bytes(len));
+                    buf.clear();
+                    input
+                        .by_ref()
+                        .take(len)
+                        .read_to_end(&mut buf)
+                        .map_err(|source| Error::Io {
+                            context: "reading a snapshot",
+                            source,
+                        })?;
+                    if buf.len() as u64 != len {
+                        return Err(Error::InvalidSnapshot {
+                            reason: "truncated record",
+                        });
+                    }
                     let rec: SnapshotRecord<'_> =
                         postcard::from_bytes(&buf).map_err(|_| Error::InvalidSnapshot {
                             reason: "bad record",

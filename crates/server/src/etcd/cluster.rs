@@ -10,7 +10,8 @@ impl EtcdApi {
     pub fn member_list_pb(&self) -> pb::MemberListResponse {
         self.metrics().count("MemberList");
         pb::MemberListResponse {
-            header: Some(self.current_header()),
+            // etcd's cluster responses carry no revision.
+            header: Some(self.header(0)),
             members: vec![self.inner.member.to_pb()],
         }
     }

@@ -448,11 +448,18 @@ impl<'t> Applier<'t> {
     /// A range inside a txn sees the txn's own earlier writes.
     fn range(&self, req: &RangeRequest) -> Result<crate::types::RangeResponse> {
         check_range(req)?;
+        // Once the txn has written, its writes are revision `next_revision()` (as in etcd): a
+        // read pinned to an earlier revision must go to history and not see them.
+        let current = if self.pending.is_empty() {
+            self.state.revision
+        } else {
+            self.next_revision()
+        };
         read::range(
             &self.latest,
             &self.history,
             req,
-            self.state.revision,
+            current,
             self.state.compacted,
         )
     }

@@ -175,10 +175,12 @@ pub(crate) fn range(
     let range = KeyRange::new(&req.key, &req.range_end);
     let mut count = 0i64;
     let mut kvs = Vec::new();
+    // Sorting by value needs the values even for `keys_only`; they are dropped after the sort.
+    let strip_after_sort = req.keys_only && req.sort_target == SortTarget::Value;
     visit(latest, history, &range, at, |key, raw| {
         count += 1;
         if !req.count_only && kvs.len() < fetch {
-            let rec = if req.keys_only {
+            let rec = if req.keys_only && !strip_after_sort {
                 Record::decode_meta(raw, "kv")?
             } else {
                 Record::decode(raw, "kv")?
@@ -197,6 +199,9 @@ pub(crate) fn range(
         });
     }
     sort(&mut kvs, req.sort_order, req.sort_target);
+    if strip_after_sort {
+        kvs.iter_mut().for_each(|kv| kv.value.clear());
+    }
     let mut more = false;
     if req.limit > 0 && kvs.len() as i64 > req.limit {
         kvs.truncate(req.limit as usize);
@@ -212,19 +217,22 @@ pub(crate) fn range(
 
 fn sort(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
     // Results come in ascending key order; a non-key target with no order means ascending.
-    let order = match (order, target) {
+    // Both directions sort stably, so ties stay in key order, as etcd's do.
+    let descend = match (order, target) {
         (SortOrder::None, SortTarget::Key) => return,
-        (SortOrder::None, _) => SortOrder::Ascend,
-        (order, _) => order,
+        (SortOrder::None | SortOrder::Ascend, _) => false,
+        (SortOrder::Descend, _) => true,
     };
-    match target {
-        SortTarget::Key => {}
-        SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-        SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-        SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-        SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
-    }
-    if order == SortOrder::Descend {
-        kvs.reverse();
+    let by = |a: &KeyValue, b: &KeyValue| match target {
+        SortTarget::Key => a.key.cmp(&b.key),
+        SortTarget::Version => a.version.cmp(&b.version),
+        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+        SortTarget::Value => a.value.cmp(&b.value),
+    };
+    if descend {
+        kvs.sort_by(|a, b| by(b, a));
+    } else {
+        kvs.sort_by(by);
     }
 }

@@ -92,6 +92,15 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeyRange>
         let RequestOp::Txn(nested) = op else { continue };
         let (puts_then, dels_then) = check_intervals(&nested.success)?;
         let (puts_else, dels_else) = check_intervals(&nested.failure)?;
+        // A put of an earlier sibling must not fall inside a delete of this one either:
+        // without sub-revisions, one revision cannot hold two changes of one key.
+        let nested_dels: Vec<&KeyRange> = dels_then.iter().chain(&dels_else).collect();
+        if puts
+            .iter()
+            .any(|key| nested_dels.iter().any(|r| r.contains(key)))
+        {
+            return Err(Error::DuplicateKey);
+        }
         for key in &puts_then {
             if puts.contains(key) || deleted(&dels, key) {
                 return Err(Error::DuplicateKey);

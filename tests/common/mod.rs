@@ -1,0 +1,207 @@
+//! Helpers for end-to-end tests: real `stead serve` and `etcd` processes on loopback ports,
+//! and `etcdctl` invocations against them.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Finds a tool on PATH or fails the test with a message saying how to get it.
+pub(crate) fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` is not on PATH. The differential tests compare stead with the real etcd 3.4: \
+         install Debian's packages with `apt-get install -y etcd-server etcd-client` \
+         (.ci/run does this)."
+    );
+}
+
+/// A port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A server process killed (SIGKILL) when dropped.
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) endpoint: String,
+    pub(crate) port: u16,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log: PathBuf,
+}
+
+impl Proc {
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub(crate) fn stead_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stead"))
+}
+
+/// Waits until something accepts connections on `port`, or panics with the log.
+fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "server exited with {status} before listening:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "server did not listen on {port} within 20 s:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Starts `stead serve` with a fresh (or given) data directory on a free client port.
+pub(crate) fn start_stead(data_dir: &Path, extra: &[&str]) -> Proc {
+    let port = free_port();
+    let peer = free_port();
+    start_stead_on(data_dir, port, peer, extra)
+}
+
+pub(crate) fn start_stead_on(data_dir: &Path, port: u16, peer: u16, extra: &[&str]) -> Proc {
+    let log = data_dir.with_extension("log");
+    let log_file = std::fs::File::create(&log).expect("create log");
+    let scheme = if extra.contains(&"--cert-file") {
+        "https"
+    } else {
+        "http"
+    };
+    let client = format!("{scheme}://127.0.0.1:{port}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new(stead_bin())
+        .arg("serve")
+        .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
+        .args(["--listen-client-urls", &client])
+        .args(["--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("default={peer_url}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn stead");
+    wait_for_port(port, &mut child, &log);
+    Proc {
+        child,
+        endpoint: format!("127.0.0.1:{port}"),
+        port,
+        data_dir: data_dir.to_path_buf(),
+        log,
+    }
+}
+
+/// Starts a real etcd 3.4 single member.
+pub(crate) fn start_etcd(data_dir: &Path) -> Proc {
+    let etcd = require_tool("etcd");
+    let port = free_port();
+    let peer = free_port();
+    let log = data_dir.with_extension("log");
+    let log_file = std::fs::File::create(&log).expect("create log");
+    let client = format!("http://127.0.0.1:{port}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new(etcd)
+        .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
+        .args(["--listen-client-urls", &client])
+        .args(["--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("default={peer_url}")])
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn etcd");
+    wait_for_port(port, &mut child, &log);
+    let proc = Proc {
+        child,
+        endpoint: format!("127.0.0.1:{port}"),
+        port,
+        data_dir: data_dir.to_path_buf(),
+        log,
+    };
+    // etcd accepts connections before it has elected itself; wait for a committed proposal.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = etcdctl(&proc.endpoint, &["endpoint", "health"], None);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "etcd did not become healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    proc
+}
+
+/// Runs etcdctl (API v3) against `endpoint`.
+pub(crate) fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(require_tool("etcdctl"));
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=5s")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn etcdctl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write etcdctl stdin");
+    }
+    child.wait_with_output().expect("etcdctl output")
+}
+
+/// Runs a long-lived etcdctl command (e.g. `watch`) for `dur`, then kills it and returns
+/// what it printed.
+pub(crate) fn etcdctl_for(endpoint: &str, args: &[&str], dur: Duration) -> String {
+    let mut child = Command::new(require_tool("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn etcdctl");
+    std::thread::sleep(dur);
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("etcdctl output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

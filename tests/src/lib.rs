@@ -1,1 +1,0 @@
-//! Shared helpers for stead end-to-end tests.
