@@ -64,12 +64,12 @@ fn normalize_text(text: &str, endpoint: &str, dir: &str) -> String {
         if line.starts_with("{\"level\"") {
             continue;
         }
-        if let Ok(mut v) = serde_json::from_str::<Value>(line) {
-            if v.is_object() || v.is_array() {
-                normalize_json(&mut v);
-                out.push(v.to_string());
-                continue;
-            }
+        if let Ok(mut v) = serde_json::from_str::<Value>(line)
+            && (v.is_object() || v.is_array())
+        {
+            normalize_json(&mut v);
+            out.push(v.to_string());
+            continue;
         }
         let line = line.replace(endpoint, "<endpoint>").replace(dir, "<dir>");
         let words: Vec<String> = line
@@ -81,8 +81,7 @@ fn normalize_text(text: &str, endpoint: &str, dir: &str) -> String {
                     && core.chars().any(|c| c.is_ascii_digit())
                 {
                     w.replace(core, "<id>")
-                } else if let Some(rest) = w.strip_prefix("remaining(") {
-                    let _ = rest;
+                } else if w.starts_with("remaining(") {
                     "remaining(<ttl>)".to_string()
                 } else {
                     w.to_string()
@@ -91,18 +90,18 @@ fn normalize_text(text: &str, endpoint: &str, dir: &str) -> String {
             .collect();
         let mut line = words.join(" ");
         // etcd lists a lease's keys in Go map order, which is random: compare them sorted.
-        if let Some(start) = line.find("keys([") {
-            if let Some(len) = line[start..].find("])") {
-                let inner = &line[start + 6..start + len];
-                let mut keys: Vec<&str> = inner.split(' ').collect();
-                keys.sort_unstable();
-                line = format!(
-                    "{}{}{}",
-                    &line[..start + 6],
-                    keys.join(" "),
-                    &line[start + len..]
-                );
-            }
+        if let Some(start) = line.find("keys([")
+            && let Some(len) = line[start..].find("])")
+        {
+            let inner = &line[start + 6..start + len];
+            let mut keys: Vec<&str> = inner.split(' ').collect();
+            keys.sort_unstable();
+            line = format!(
+                "{}{}{}",
+                &line[..start + 6],
+                keys.join(" "),
+                &line[start + len..]
+            );
         }
         if let Some(pos) = line.find("took = ") {
             line.truncate(pos + 7);
@@ -138,10 +137,11 @@ impl Session<'_> {
                 };
                 let out = etcdctl(&ep, &argv, stdin);
                 let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-                if argv.first() == Some(&"lease") && argv.get(1) == Some(&"grant") {
-                    if let Some(id) = stdout.split_whitespace().nth(1) {
-                        self.lease = id.to_string();
-                    }
+                if argv.first() == Some(&"lease")
+                    && argv.get(1) == Some(&"grant")
+                    && let Some(id) = stdout.split_whitespace().nth(1)
+                {
+                    self.lease = id.to_string();
                 }
                 format!(
                     "exit={}\n{}\n{}",

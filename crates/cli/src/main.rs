@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a stead member (flags mirror etcd's).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Read and write keys (a small etcdctl).
     Kv(kv::KvArgs),
 }
@@ -48,7 +48,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Kv(args) => kv::run(args).await,
         }
     });

@@ -162,7 +162,7 @@ impl Responder {
     fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
         Some(pb::ResponseHeader {
             revision,
-            ..self.template.clone()
+            ..self.template
         })
     }
 

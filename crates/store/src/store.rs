@@ -432,11 +432,9 @@ impl Writer {
                 if let Ok(meta) = std::fs::metadata(&self.db_path) {
                     self.db_size.store(meta.len(), Ordering::Release);
                 }
-                if touches_alarms {
-                    if let Ok(alarms) = self.engine.alarms() {
-                        let raised = alarms.iter().any(|(_, a)| *a == AlarmType::NoSpace);
-                        self.no_space.store(raised, Ordering::Release);
-                    }
+                if touches_alarms && let Ok(alarms) = self.engine.alarms() {
+                    let raised = alarms.iter().any(|(_, a)| *a == AlarmType::NoSpace);
+                    self.no_space.store(raised, Ordering::Release);
                 }
                 self.hub.publish(revision, compacted, events);
                 for (p, resp) in batch.into_iter().zip(responses) {

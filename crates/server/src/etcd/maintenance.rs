@@ -149,7 +149,7 @@ impl EtcdApi {
         {
             remaining -= chunk.len() as u64;
             parts.push(pb::SnapshotResponse {
-                header: Some(header.clone()),
+                header: Some(header),
                 remaining_bytes: remaining,
                 blob: chunk.to_vec(),
             });

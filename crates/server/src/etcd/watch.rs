@@ -94,22 +94,19 @@ impl EtcdApi {
 /// Splits a response into parts of at most [`MAX_REQUEST_BYTES`] (a single larger event
 /// travels alone); every part but the last has `fragment` set, as etcd's clients expect.
 fn fragment_response(whole: pb::WatchResponse) -> Vec<pb::WatchResponse> {
-    let mut parts = Vec::new();
-    let mut current = pb::WatchResponse {
-        events: Vec::new(),
-        ..whole.clone()
+    let empty = pb::WatchResponse {
+        header: whole.header,
+        watch_id: whole.watch_id,
+        ..Default::default()
     };
+    let mut parts = Vec::new();
+    let mut current = empty.clone();
     let mut size = current.encoded_len();
     for ev in whole.events {
+        // Field tag and length prefix of the event inside the response.
         let ev_size = ev.encoded_len() + 8;
         if !current.events.is_empty() && size + ev_size > MAX_REQUEST_BYTES {
-            let mut done = std::mem::replace(
-                &mut current,
-                pb::WatchResponse {
-                    events: Vec::new(),
-                    ..parts_template(&whole.header, whole.watch_id)
-                },
-            );
+            let mut done = std::mem::replace(&mut current, empty.clone());
             done.fragment = true;
             parts.push(done);
             size = current.encoded_len();
@@ -119,14 +116,6 @@ fn fragment_response(whole: pb::WatchResponse) -> Vec<pb::WatchResponse> {
     }
     parts.push(current);
     parts
-}
-
-fn parts_template(header: &Option<pb::ResponseHeader>, watch_id: i64) -> pb::WatchResponse {
-    pb::WatchResponse {
-        header: header.clone(),
-        watch_id,
-        ..Default::default()
-    }
 }
 
 /// Runs one watch stream: client requests in, responses out.
@@ -145,10 +134,10 @@ pub fn watch_responses(
     tokio::spawn(async move {
         let mut inbound = std::pin::pin!(inbound);
         while let Some(req) = inbound.next().await {
-            if let Some(req) = request_from_pb(req) {
-                if req_tx.send(req).await.is_err() {
-                    break;
-                }
+            if let Some(req) = request_from_pb(req)
+                && req_tx.send(req).await.is_err()
+            {
+                break;
             }
         }
     });

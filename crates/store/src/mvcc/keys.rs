@@ -88,7 +88,9 @@ mod tests {
 
     #[test]
     fn range_end_conventions_select_the_documented_keys() {
-        let cases: &[(&[u8], &[u8], &[u8], bool)] = &[
+        // (key, range_end, probe, selected)
+        type Case<'a> = (&'a [u8], &'a [u8], &'a [u8], bool);
+        let cases: &[Case<'_>] = &[
             (b"a", b"", b"a", true),
             (b"a", b"", b"ab", false),
             (b"a", b"\0", b"zzz", true),

@@ -119,10 +119,10 @@ pub(crate) fn visit(
             }
             current = Some((key.to_vec(), None));
         }
-        if r <= rev {
-            if let Some((_, best)) = current.as_mut() {
-                *best = Some(raw.value().to_vec());
-            }
+        if r <= rev
+            && let Some((_, best)) = current.as_mut()
+        {
+            *best = Some(raw.value().to_vec());
         }
     }
     emit(current.take())?;

@@ -102,6 +102,8 @@ struct StreamState {
     watchers: BTreeMap<i64, Watcher>,
     next_auto_id: i64,
     out: mpsc::Sender<WatchOutput>,
+    /// A progress request waits for every watcher to be synced.
+    progress_requested: bool,
 }
 
 /// Serves one watch stream until the receiver of `out` is dropped.
@@ -118,6 +120,7 @@ pub async fn serve_watch(
         watchers: BTreeMap::new(),
         next_auto_id: 0,
         out,
+        progress_requested: false,
     };
     let mut ticker = tokio::time::interval(progress_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -147,7 +150,7 @@ pub async fn serve_watch(
             () = std::future::ready(()), if behind => state.catch_up().await,
             _ = ticker.tick() => state.progress_notify().await,
         };
-        if !ok {
+        if !ok || !state.answer_progress().await {
             break;
         }
     }
@@ -228,18 +231,29 @@ impl StreamState {
                         Err(_) => break,
                     }
                 }
-                let revision = self.store.hub().revision();
-                if self.watchers.values().all(|w| w.next_rev > revision) {
-                    return self
-                        .send(WatchOutput::Progress {
-                            watch_id: -1,
-                            revision,
-                        })
-                        .await;
-                }
-                true
+                self.progress_requested = true;
+                self.answer_progress().await
             }
         }
+    }
+
+    /// Answers a pending progress request once every watcher is synced, so the bookmark
+    /// covers every event sent; until then it stays pending (as etcd defers it) instead of
+    /// being dropped.
+    async fn answer_progress(&mut self) -> bool {
+        if !self.progress_requested {
+            return true;
+        }
+        let revision = self.store.hub().revision();
+        if !self.watchers.values().all(|w| w.next_rev > revision) {
+            return true;
+        }
+        self.progress_requested = false;
+        self.send(WatchOutput::Progress {
+            watch_id: -1,
+            revision,
+        })
+        .await
     }
 
     async fn deliver(&mut self, batch: &[RevisionEvents]) -> bool {
