@@ -200,7 +200,10 @@ async fn metrics(State(api): State<EtcdApi>) -> Response {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    let writes = store.write_stats();
     let text = api.metrics().render(StoreGauges {
+        commits: writes.commits,
+        proposals: writes.proposals,
         revision: store.hub().revision(),
         compacted: store.hub().compacted(),
         db_size,

@@ -49,6 +49,8 @@ pub struct StoreGauges {
     pub db_size: u64,
     pub db_size_in_use: u64,
     pub keys: u64,
+    pub commits: u64,
+    pub proposals: u64,
 }
 
 impl Metrics {
@@ -123,6 +125,20 @@ impl Metrics {
             "Live keys.",
             "gauge",
             gauges.keys.to_string(),
+        );
+        gauge(
+            &mut out,
+            "stead_backend_commits_total",
+            "Durable backend commits (one fsync each).",
+            "counter",
+            gauges.commits.to_string(),
+        );
+        gauge(
+            &mut out,
+            "etcd_server_proposals_applied_total",
+            "Proposals applied; divided by commits, the writes sharing each fsync.",
+            "counter",
+            gauges.proposals.to_string(),
         );
         gauge(
             &mut out,

@@ -20,7 +20,7 @@ use crate::mvcc::apply::{Applied, Applier, State, read_alarms};
 use crate::mvcc::read;
 use crate::types::{
     AlarmType, Command, CommandResponse, Event, EventType, KeyValue, RangeRequest, RangeResponse,
-    RevisionEvents,
+    RevisionEvents, TxnRequest, TxnResponse,
 };
 
 /// Engine options.
@@ -171,6 +171,17 @@ impl Engine {
             let latest = txn.open_table(KV_LATEST).ctx("opening kv_latest")?;
             let history = txn.open_table(KV_HISTORY).ctx("opening kv_history")?;
             read::range(&latest, &history, req, s.revision, s.compacted)
+        })
+    }
+
+    /// A txn that cannot write (see [`TxnRequest::is_read_only`]), served from one
+    /// consistent snapshot without a write transaction.
+    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        self.read(|txn| {
+            let s = State::load(&txn.open_table(META).ctx("opening meta")?)?;
+            let latest = txn.open_table(KV_LATEST).ctx("opening kv_latest")?;
+            let history = txn.open_table(KV_HISTORY).ctx("opening kv_history")?;
+            crate::mvcc::txn::read_only_txn(&latest, &history, req, s.revision, s.compacted)
         })
     }
 

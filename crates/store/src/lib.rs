@@ -22,6 +22,6 @@ pub use error::{Error, Result};
 pub use mvcc::apply::{LeaseChange, MAX_LEASE_TTL};
 pub use mvcc::keys::KeyRange;
 pub use mvcc::txn::MAX_TXN_OPS;
-pub use store::{Store, StoreConfig};
+pub use store::{Store, StoreConfig, WriteStats};
 pub use types::*;
 pub use watch::Hub;

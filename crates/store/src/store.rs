@@ -57,6 +57,23 @@ impl StoreConfig {
     }
 }
 
+/// Counters of the write path.
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    proposals: AtomicU64,
+}
+
+/// How the write path has been used: under load, `proposals / commits` is the average
+/// number of writes sharing one fsync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Durable commits (each one fsync).
+    pub commits: u64,
+    /// Commands applied by those commits.
+    pub proposals: u64,
+}
+
 struct Proposal {
     cmd: Command,
     reply: oneshot::Sender<Result<CommandResponse>>,
@@ -70,6 +87,7 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     db_size: Arc<AtomicU64>,
     no_space: Arc<AtomicBool>,
+    counters: Arc<Counters>,
     config: StoreConfig,
 }
 
@@ -109,8 +127,10 @@ impl Store {
         ));
         let db_size = Arc::new(AtomicU64::new(engine.size()?.0));
 
+        let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(MAX_BATCH);
         let writer = Writer {
+            counters: counters.clone(),
             engine: engine.clone(),
             hub: hub.clone(),
             lessor: lessor.clone(),
@@ -135,6 +155,7 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 db_size,
                 no_space,
+                counters,
                 config,
             }),
         };
@@ -156,6 +177,14 @@ impl Store {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.inner.engine
+    }
+
+    /// Counters of the write path (group commit at work).
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            commits: self.inner.counters.commits.load(Ordering::Relaxed),
+            proposals: self.inner.counters.proposals.load(Ordering::Relaxed),
+        }
     }
 
     pub fn member_id(&self) -> u64 {
@@ -218,6 +247,10 @@ impl Store {
 
     /// A txn; read-only ones are served from a snapshot without taking the write path.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        if req.is_read_only() {
+            let engine = self.inner.engine.clone();
+            return blocking(move || engine.read_only_txn(&req)).await;
+        }
         match self.propose(Command::Txn(req)).await? {
             CommandResponse::Txn(r) => Ok(r),
             _ => unreachable!("a txn command yields a txn response"),
@@ -386,6 +419,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 struct Writer {
+    counters: Arc<Counters>,
     engine: Arc<Engine>,
     hub: Arc<Hub>,
     lessor: Arc<Mutex<Lessor>>,
@@ -419,6 +453,10 @@ impl Writer {
                 events,
                 lease_changes,
             }) => {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .proposals
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 {
                     let mut lessor = lock(&self.lessor);
                     let now = Instant::now();

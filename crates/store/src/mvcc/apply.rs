@@ -20,11 +20,11 @@ use crate::backend::schema::{
 use crate::error::{Error, Result, StorageContext};
 use crate::mvcc::keys::KeyRange;
 use crate::mvcc::read::{self, get_latest};
-use crate::mvcc::txn::{check_delete, check_put, check_range, check_txn, compare_kv};
+use crate::mvcc::txn::{check_delete, check_put, check_range, check_txn, compare_path};
 use crate::types::{
-    AlarmType, Command, CommandResponse, Compare, CompareTarget, DeleteRangeRequest,
-    DeleteRangeResponse, Event, EventType, KeyValue, PutRequest, PutResponse, RangeRequest,
-    RequestOp, ResponseOp, RevisionEvents, TxnRequest, TxnResponse,
+    AlarmType, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse, Event, EventType,
+    KeyValue, PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, RevisionEvents,
+    TxnRequest, TxnResponse,
 };
 
 /// The largest lease TTL etcd accepts, in seconds.
@@ -143,7 +143,7 @@ impl<'t> Applier<'t> {
             Command::Txn(req) => {
                 check_txn(req)?;
                 let mut path = Vec::new();
-                self.compare_path(req, &mut path)?;
+                compare_path(&self.latest, &self.history, req, &mut path)?;
                 self.check_path(req, &mut path.iter().copied())?;
                 let mut resp = self.txn(req, &mut path.iter().copied())?;
                 self.seal()?;
@@ -350,43 +350,6 @@ impl<'t> Applier<'t> {
         }
         self.leases.remove(id).ctx("writing leases")?;
         self.lease_changes.push(LeaseChange::Revoked { id });
-        Ok(())
-    }
-
-    fn compare(&self, cmp: &Compare) -> Result<bool> {
-        let range = KeyRange::new(&cmp.key, &cmp.range_end);
-        let mut all = true;
-        let mut any = false;
-        read::visit(&self.latest, &self.history, &range, None, |key, raw| {
-            any = true;
-            let kv = Record::decode(raw, "kv_latest")?.into_kv(key.to_vec());
-            all = compare_kv(cmp, &kv);
-            Ok(all)
-        })?;
-        if !any {
-            // A missing key has no value to compare; every other target compares as zero.
-            return Ok(!matches!(cmp.target, CompareTarget::Value(_))
-                && compare_kv(cmp, &KeyValue::default()));
-        }
-        Ok(all)
-    }
-
-    /// etcd's `compareToPath`: every compare, nested ones included, is evaluated against the
-    /// state before the txn runs; `path` records the branch taken at each txn, depth first.
-    fn compare_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
-        let mut ok = true;
-        for cmp in &req.compare {
-            if !self.compare(cmp)? {
-                ok = false;
-                break;
-            }
-        }
-        path.push(ok);
-        for op in if ok { &req.success } else { &req.failure } {
-            if let RequestOp::Txn(nested) = op {
-                self.compare_path(nested, path)?;
-            }
-        }
         Ok(())
     }
 

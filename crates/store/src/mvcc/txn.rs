@@ -5,11 +5,13 @@
 
 use std::collections::HashSet;
 
+use crate::backend::codec::Record;
 use crate::error::{Error, Result};
 use crate::mvcc::keys::KeyRange;
+use crate::mvcc::read::{self, HistoryTable, LatestTable};
 use crate::types::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest,
-    RequestOp, TxnRequest,
+    RequestOp, ResponseOp, TxnRequest, TxnResponse,
 };
 
 /// The most operations a txn may carry in its compares or in either branch (etcd's
@@ -142,6 +144,138 @@ pub(crate) fn compare_kv(cmp: &Compare, kv: &KeyValue) -> bool {
         CompareResult::Greater => ord.is_gt(),
         CompareResult::Less => ord.is_lt(),
     }
+}
+
+/// Evaluates one compare against the newest state: every key in its range must satisfy it.
+pub(crate) fn compare(
+    latest: &impl LatestTable,
+    history: &impl HistoryTable,
+    cmp: &Compare,
+) -> Result<bool> {
+    let range = KeyRange::new(&cmp.key, &cmp.range_end);
+    let mut all = true;
+    let mut any = false;
+    read::visit(latest, history, &range, None, |key, raw| {
+        any = true;
+        let kv = Record::decode(raw, "kv_latest")?.into_kv(key.to_vec());
+        all = compare_kv(cmp, &kv);
+        Ok(all)
+    })?;
+    if !any {
+        // A missing key has no value to compare; every other target compares as zero.
+        return Ok(
+            !matches!(cmp.target, CompareTarget::Value(_)) && compare_kv(cmp, &KeyValue::default())
+        );
+    }
+    Ok(all)
+}
+
+/// etcd's `compareToPath`: every compare, nested ones included, is evaluated against the
+/// state before the txn runs; `path` records the branch taken at each txn, depth first.
+pub(crate) fn compare_path(
+    latest: &impl LatestTable,
+    history: &impl HistoryTable,
+    req: &TxnRequest,
+    path: &mut Vec<bool>,
+) -> Result<()> {
+    let mut ok = true;
+    for cmp in &req.compare {
+        if !compare(latest, history, cmp)? {
+            ok = false;
+            break;
+        }
+    }
+    path.push(ok);
+    for op in if ok { &req.success } else { &req.failure } {
+        if let RequestOp::Txn(nested) = op {
+            compare_path(latest, history, nested, path)?;
+        }
+    }
+    Ok(())
+}
+
+/// A txn that cannot write, served from a read snapshot without taking the write path.
+/// Same validation, branch choice and responses as the apply path.
+pub(crate) fn read_only_txn(
+    latest: &impl LatestTable,
+    history: &impl HistoryTable,
+    req: &TxnRequest,
+    current: i64,
+    compacted: i64,
+) -> Result<TxnResponse> {
+    debug_assert!(req.is_read_only());
+    check_txn(req)?;
+    let mut path = Vec::new();
+    compare_path(latest, history, req, &mut path)?;
+    check_ranges(req, &mut path.iter().copied(), current, compacted)?;
+    let mut resp = run_ranges(
+        latest,
+        history,
+        req,
+        &mut path.iter().copied(),
+        current,
+        compacted,
+    )?;
+    resp.revision = current;
+    Ok(resp)
+}
+
+fn check_ranges(
+    req: &TxnRequest,
+    path: &mut impl Iterator<Item = bool>,
+    current: i64,
+    compacted: i64,
+) -> Result<()> {
+    let ops = if path.next().unwrap_or(false) {
+        &req.success
+    } else {
+        &req.failure
+    };
+    for op in ops {
+        match op {
+            RequestOp::Range(r) => {
+                read::read_revision(r.revision, current, compacted)?;
+            }
+            RequestOp::Txn(nested) => check_ranges(nested, path, current, compacted)?,
+            RequestOp::Put(_) | RequestOp::DeleteRange(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn run_ranges(
+    latest: &impl LatestTable,
+    history: &impl HistoryTable,
+    req: &TxnRequest,
+    path: &mut impl Iterator<Item = bool>,
+    current: i64,
+    compacted: i64,
+) -> Result<TxnResponse> {
+    let succeeded = path.next().unwrap_or(false);
+    let ops = if succeeded {
+        &req.success
+    } else {
+        &req.failure
+    };
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        responses.push(match op {
+            RequestOp::Range(r) => {
+                ResponseOp::Range(read::range(latest, history, r, current, compacted)?)
+            }
+            RequestOp::Txn(nested) => ResponseOp::Txn(run_ranges(
+                latest, history, nested, path, current, compacted,
+            )?),
+            RequestOp::Put(_) | RequestOp::DeleteRange(_) => {
+                unreachable!("read_only_txn is only called for txns that cannot write")
+            }
+        });
+    }
+    Ok(TxnResponse {
+        revision: 0,
+        succeeded,
+        responses,
+    })
 }
 
 #[cfg(test)]
