@@ -124,6 +124,11 @@ pub(crate) fn start_stead_on(data_dir: &Path, port: u16, peer: u16, extra: &[&st
 
 /// Starts a real etcd 3.4 single member.
 pub(crate) fn start_etcd(data_dir: &Path) -> Proc {
+    start_etcd_with(data_dir, &[])
+}
+
+/// Starts a real etcd 3.4 single member with extra flags (e.g. `--quota-backend-bytes`).
+pub(crate) fn start_etcd_with(data_dir: &Path, extra: &[&str]) -> Proc {
     let etcd = require_tool("etcd");
     let port = free_port();
     let peer = free_port();
@@ -138,6 +143,7 @@ pub(crate) fn start_etcd(data_dir: &Path) -> Proc {
         .args(["--listen-peer-urls", &peer_url])
         .args(["--initial-advertise-peer-urls", &peer_url])
         .args(["--initial-cluster", &format!("default={peer_url}")])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()

@@ -113,13 +113,13 @@ fn range_end(key: &str, end: Option<String>, prefix: bool, from_key: bool) -> Ve
     }
 }
 
-fn print_kv(kv: &pb::mvccpb::KeyValue, value_only: bool, keys_only: bool) {
+/// etcdctl's `printKV`: the key (unless `value_only`), then the value line, which is empty
+/// for `--keys-only` reads.
+fn print_kv(kv: &pb::mvccpb::KeyValue, value_only: bool) {
     if !value_only {
         println!("{}", String::from_utf8_lossy(&kv.key));
     }
-    if !keys_only {
-        println!("{}", String::from_utf8_lossy(&kv.value));
-    }
+    println!("{}", String::from_utf8_lossy(&kv.value));
 }
 
 async fn connect(endpoints: &str) -> anyhow::Result<Channel> {
@@ -168,7 +168,7 @@ pub(crate) async fn run(args: KvArgs) -> anyhow::Result<()> {
                 .into_inner();
             println!("OK");
             if let Some(prev) = resp.prev_kv {
-                print_kv(&prev, false, false);
+                print_kv(&prev, false);
             }
         }
         KvCommand::Get {
@@ -199,7 +199,7 @@ pub(crate) async fn run(args: KvArgs) -> anyhow::Result<()> {
                 println!("{}", resp.count);
             }
             for item in &resp.kvs {
-                print_kv(item, print_value_only, keys_only);
+                print_kv(item, print_value_only);
             }
         }
         KvCommand::Del {
@@ -220,7 +220,7 @@ pub(crate) async fn run(args: KvArgs) -> anyhow::Result<()> {
                 .into_inner();
             println!("{}", resp.deleted);
             for item in &resp.prev_kvs {
-                print_kv(item, false, false);
+                print_kv(item, false);
             }
         }
         KvCommand::Watch {
@@ -290,10 +290,10 @@ async fn watch(
             };
             println!("{kind}");
             if let Some(prev) = &ev.prev_kv {
-                print_kv(prev, false, false);
+                print_kv(prev, false);
             }
             if let Some(kv) = &ev.kv {
-                print_kv(kv, false, false);
+                print_kv(kv, false);
             }
         }
     }
@@ -450,7 +450,7 @@ async fn txn(kv: &mut KvClient<Channel>) -> anyhow::Result<()> {
             Some(Response::ResponsePut(_)) => println!("OK"),
             Some(Response::ResponseRange(r)) => {
                 for item in &r.kvs {
-                    print_kv(item, false, false);
+                    print_kv(item, false);
                 }
             }
             Some(Response::ResponseDeleteRange(d)) => println!("{}", d.deleted),

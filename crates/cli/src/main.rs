@@ -3,6 +3,7 @@
 //! - `stead serve`: run a member (etcd's flag names).
 //! - `stead kv ...`: a small etcdctl-like client.
 
+mod bench;
 mod kv;
 mod serve;
 
@@ -25,6 +26,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Read and write keys (a small etcdctl).
     Kv(kv::KvArgs),
+    /// Load-test an etcd v3 endpoint (stead or etcd).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Kv(args) => kv::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

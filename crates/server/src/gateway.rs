@@ -66,14 +66,37 @@ pub fn router(api: EtcdApi) -> Router {
         .with_state(api)
 }
 
-/// A gRPC error in grpc-gateway's JSON shape.
+/// A gRPC error in grpc-gateway's JSON shape, fields in its order.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+    code: i32,
+}
+
 fn error_response(status: &Status) -> Response {
-    let body = serde_json::json!({
-        "error": status.message(),
-        "message": status.message(),
-        "code": status.code() as i32,
-    });
+    let body = ErrorBody {
+        error: status.message(),
+        message: status.message(),
+        code: status.code() as i32,
+    };
     (http_status(status.code()), axum::Json(body)).into_response()
+}
+
+/// The fallback for paths that are neither gRPC methods nor gateway endpoints: gRPC
+/// clients get `Unimplemented`, everyone else grpc-gateway's plain 404 (not tonic's
+/// empty `200 OK`).
+pub async fn not_found(req: axum::extract::Request) -> Response {
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        let (parts, ()) = Status::unimplemented("").into_http::<()>().into_parts();
+        Response::from_parts(parts, Body::empty())
+    } else {
+        (StatusCode::NOT_FOUND, "Not Found\n").into_response()
+    }
 }
 
 fn json_response(value: &impl Serialize) -> Response {
@@ -164,6 +187,7 @@ async fn watch(State(api): State<EtcdApi>, body: Bytes) -> Response {
         Ok(req) => req,
         Err(status) => return error_response(&status),
     };
+    api.metrics().count("Watch");
     let lines = watch_responses(api, futures::stream::iter([req]))
         .map(|resp| Ok::<_, std::convert::Infallible>(ndjson_line(&StreamItem { result: resp })));
     Response::builder()
@@ -172,11 +196,18 @@ async fn watch(State(api): State<EtcdApi>, body: Bytes) -> Response {
         .unwrap_or_else(|e| error_response(&Status::internal(e.to_string())))
 }
 
+/// `/version`, fields in etcd's order.
+#[derive(Serialize)]
+struct Versions {
+    etcdserver: &'static str,
+    etcdcluster: &'static str,
+}
+
 async fn version() -> Response {
-    json_response(&serde_json::json!({
-        "etcdserver": ETCD_VERSION,
-        "etcdcluster": ETCD_CLUSTER_VERSION,
-    }))
+    json_response(&Versions {
+        etcdserver: ETCD_VERSION,
+        etcdcluster: ETCD_CLUSTER_VERSION,
+    })
 }
 
 async fn health(State(api): State<EtcdApi>) -> Response {
@@ -203,6 +234,7 @@ async fn metrics(State(api): State<EtcdApi>) -> Response {
     let writes = store.write_stats();
     let text = api.metrics().render(StoreGauges {
         commits: writes.commits,
+        commit_nanos: writes.commit_nanos,
         proposals: writes.proposals,
         revision: store.hub().revision(),
         compacted: store.hub().compacted(),

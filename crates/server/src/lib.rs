@@ -21,10 +21,11 @@ use std::path::PathBuf;
 pub use serve::{Server, ServerConfig};
 pub use tls::TlsFiles;
 
-/// Why the server could not start.
+/// Why the server could not start. Causes are chained as `source()`, not repeated in the
+/// message, so `anyhow`'s `{:#}` prints each once.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
@@ -34,6 +35,6 @@ pub enum ServeError {
     Tls { path: PathBuf, reason: String },
     #[error("{0}")]
     Config(String),
-    #[error("cannot open the data directory: {0}")]
+    #[error("cannot open the data directory")]
     Store(#[source] stead_store::Error),
 }

@@ -51,6 +51,7 @@ pub struct StoreGauges {
     pub keys: u64,
     pub commits: u64,
     pub proposals: u64,
+    pub commit_nanos: u64,
 }
 
 impl Metrics {
@@ -132,6 +133,13 @@ impl Metrics {
             "Durable backend commits (one fsync each).",
             "counter",
             gauges.commits.to_string(),
+        );
+        gauge(
+            &mut out,
+            "stead_backend_commit_seconds_total",
+            "Time spent applying and committing batches.",
+            "counter",
+            format!("{:.6}", gauges.commit_nanos as f64 / 1e9),
         );
         gauge(
             &mut out,

@@ -167,6 +167,7 @@ fn router(api: EtcdApi) -> axum::Router {
     .add_service(health_service)
     .into_axum_router()
     .merge(gateway::router(api))
+    .fallback(gateway::not_found)
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum::Router) {

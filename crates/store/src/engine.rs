@@ -1,23 +1,30 @@
-//! [`Engine`]: the MVCC state on one redb file — batched application of commands, reads,
-//! history for watchers, hashes, snapshots and defragmentation. It is synchronous; the
-//! [`crate::Store`] drives it from a writer thread and blocking read tasks.
+//! [`Engine`]: the MVCC state on one redb file plus its in-memory key index — batched
+//! application of commands, reads, history for watchers, hashes, snapshots and
+//! defragmentation. It is synchronous; the [`crate::Store`] drives it from a writer thread
+//! and blocking read tasks.
+//!
+//! # Correctness
+//! Locks are always taken in the order database, then index. Readers see the index only up
+//! to `committed`, the newest revision whose write transaction has committed, and read the
+//! database through a snapshot taken while holding the index lock; the writer raises
+//! `committed` only after its commit returns.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backend::codec::{Record, decode_keys};
-use crate::backend::schema::{ALARMS, KV_HISTORY, KV_LATEST, LEASE_KEYS, LEASES, META, REVISIONS};
+use crate::backend::codec::Row;
+use crate::backend::schema::{ALARMS, KV, LEASE_KEYS, LEASES, META};
 use crate::error::{Error, Result, StorageContext};
 use crate::mvcc::apply::{Applied, Applier, State, read_alarms};
-use crate::mvcc::read;
+use crate::mvcc::index::{Index, Version};
+use crate::mvcc::read::{View, with_row};
 use crate::types::{
     AlarmType, Command, CommandResponse, Event, EventType, KeyValue, RangeRequest, RangeResponse,
     RevisionEvents, TxnRequest, TxnResponse,
@@ -60,14 +67,43 @@ pub struct LeaseInfo {
     pub keys: Vec<Vec<u8>>,
 }
 
+/// The index and the revisions readers may see through it.
+#[derive(Debug, Default)]
+struct Indexed {
+    index: Index,
+    /// Newest committed revision.
+    committed: i64,
+    compacted: i64,
+}
+
 pub struct Engine {
     // `Database::compact` needs `&mut`; everything else shares the read lock.
     db: RwLock<Database>,
+    index: RwLock<Indexed>,
     path: PathBuf,
 }
 
+// A poisoned lock only means another thread panicked while holding it; the database is
+// transactional and the index is rebuilt whenever an apply fails part-way.
+fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+type KvTable = ReadOnlyTable<(u64, u32), &'static [u8]>;
+
+fn is_fatal(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Storage { .. } | Error::Corrupt { .. } | Error::Io { .. }
+    )
+}
+
 impl Engine {
-    /// Opens (or creates) the store file at `path`.
+    /// Opens (or creates) the store file at `path` and rebuilds the key index from it.
     pub fn open(path: &Path, options: &EngineOptions) -> Result<Self> {
         let db = Database::builder()
             .set_cache_size(options.cache_bytes)
@@ -75,29 +111,68 @@ impl Engine {
             .ctx("opening the database file")?;
         let txn = db.begin_write().ctx("initialising tables")?;
         {
-            txn.open_table(KV_LATEST).ctx("initialising tables")?;
-            txn.open_table(KV_HISTORY).ctx("initialising tables")?;
-            txn.open_table(REVISIONS).ctx("initialising tables")?;
+            txn.open_table(KV).ctx("initialising tables")?;
             txn.open_table(META).ctx("initialising tables")?;
             txn.open_table(LEASES).ctx("initialising tables")?;
             txn.open_table(LEASE_KEYS).ctx("initialising tables")?;
             txn.open_table(ALARMS).ctx("initialising tables")?;
         }
         txn.commit().ctx("initialising tables")?;
-        Ok(Engine {
+        let engine = Engine {
             db: RwLock::new(db),
+            index: RwLock::new(Indexed::default()),
             path: path.to_path_buf(),
-        })
+        };
+        engine.with_db(|db| engine.rebuild_index(db))?;
+        Ok(engine)
+    }
+
+    /// Rebuilds the index from the `kv` table (on open, after a restore, and after an apply
+    /// that failed part-way).
+    fn rebuild_index(&self, db: &Database) -> Result<()> {
+        let mut indexed = write_lock(&self.index);
+        indexed.index.clear();
+        let txn = db.begin_read().ctx("rebuilding the index")?;
+        let state = State::load(&txn.open_table(META).ctx("opening meta")?)?;
+        let kv = txn.open_table(KV).ctx("opening kv")?;
+        for entry in kv.iter().ctx("rebuilding the index")? {
+            let (slot, raw) = entry.ctx("rebuilding the index")?;
+            let (rev, sub) = slot.value();
+            let row = Row::parse(raw.value())?;
+            indexed.index.push(
+                row.key,
+                Version {
+                    rev: rev as i64,
+                    sub,
+                    tombstone: row.is_tombstone(),
+                },
+            );
+        }
+        indexed.committed = state.revision;
+        indexed.compacted = state.compacted;
+        Ok(())
     }
 
     fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
-        // A poisoned lock only means another thread panicked while reading; the database
-        // itself is transactional and still consistent.
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
-        f(&db)
+        f(&read_lock(&self.db))
     }
 
-    fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+    /// Runs `f` on a consistent view at the committed revision.
+    fn view<T>(&self, f: impl FnOnce(&View<'_, KvTable>) -> Result<T>) -> Result<T> {
+        self.with_db(|db| {
+            let indexed = read_lock(&self.index);
+            let txn = db.begin_read().ctx("starting a read")?;
+            let kv = txn.open_table(KV).ctx("opening kv")?;
+            f(&View {
+                index: &indexed.index,
+                kv: &kv,
+                current: indexed.committed,
+                compacted: indexed.compacted,
+            })
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
         self.with_db(|db| f(&db.begin_read().ctx("starting a read")?))
     }
 
@@ -105,38 +180,58 @@ impl Engine {
     ///
     /// # Correctness
     /// The data, the revision counter and the compacted revision commit atomically; an `Err`
-    /// (a storage failure) means nothing of the batch was committed.
+    /// (a storage failure) means nothing of the batch was committed, and the index is
+    /// rebuilt from what is on disk.
     pub fn apply_batch(
         &self,
         commands: &[&Command],
         durability: Durability,
     ) -> Result<BatchResult> {
         self.with_db(|db| {
-            let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
-            txn.set_durability(durability).ctx("setting durability")?;
-            let mut applier = Applier::open(&txn)?;
+            let result = self.apply_and_commit(db, commands, durability);
+            if result.is_err() {
+                self.rebuild_index(db)?;
+            }
+            result
+        })
+    }
+
+    fn apply_and_commit(
+        &self,
+        db: &Database,
+        commands: &[&Command],
+        durability: Durability,
+    ) -> Result<BatchResult> {
+        let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
+        txn.set_durability(durability).ctx("setting durability")?;
+        let (responses, applied) = {
+            let mut indexed = write_lock(&self.index);
+            let mut applier = Applier::open(&txn, &mut indexed.index)?;
             let mut responses = Vec::with_capacity(commands.len());
             for cmd in commands {
                 match applier.apply(cmd) {
-                    Err(e @ (Error::Storage { .. } | Error::Corrupt { .. } | Error::Io { .. })) => {
-                        return Err(e);
-                    }
+                    Err(e) if is_fatal(&e) => return Err(e),
                     other => responses.push(other),
                 }
             }
-            let Applied {
-                state,
-                events,
-                lease_changes,
-            } = applier.finish()?;
-            txn.commit().ctx("committing a write")?;
-            Ok(BatchResult {
-                responses,
-                revision: state.revision,
-                compacted: state.compacted,
-                events,
-                lease_changes,
-            })
+            let applied = applier.finish()?;
+            // Compaction already dropped index entries: readers must see the new bound.
+            indexed.compacted = applied.state.compacted;
+            (responses, applied)
+        };
+        txn.commit().ctx("committing a write")?;
+        let Applied {
+            state,
+            events,
+            lease_changes,
+        } = applied;
+        write_lock(&self.index).committed = state.revision;
+        Ok(BatchResult {
+            responses,
+            revision: state.revision,
+            compacted: state.compacted,
+            events,
+            lease_changes,
         })
     }
 
@@ -158,31 +253,19 @@ impl Engine {
 
     /// The current and compacted revision.
     pub fn revisions(&self) -> Result<(i64, i64)> {
-        self.read(|txn| {
-            let s = State::load(&txn.open_table(META).ctx("opening meta")?)?;
-            Ok((s.revision, s.compacted))
-        })
+        let indexed = read_lock(&self.index);
+        Ok((indexed.committed, indexed.compacted))
     }
 
     /// etcd's Range, served from one consistent snapshot.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        self.read(|txn| {
-            let s = State::load(&txn.open_table(META).ctx("opening meta")?)?;
-            let latest = txn.open_table(KV_LATEST).ctx("opening kv_latest")?;
-            let history = txn.open_table(KV_HISTORY).ctx("opening kv_history")?;
-            read::range(&latest, &history, req, s.revision, s.compacted)
-        })
+        self.view(|view| view.range(req))
     }
 
     /// A txn that cannot write (see [`TxnRequest::is_read_only`]), served from one
     /// consistent snapshot without a write transaction.
     pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
-        self.read(|txn| {
-            let s = State::load(&txn.open_table(META).ctx("opening meta")?)?;
-            let latest = txn.open_table(KV_LATEST).ctx("opening kv_latest")?;
-            let history = txn.open_table(KV_HISTORY).ctx("opening kv_history")?;
-            crate::mvcc::txn::read_only_txn(&latest, &history, req, s.revision, s.compacted)
-        })
+        self.view(|view| view.read_only_txn(req))
     }
 
     /// The events of revisions `from..=to` (capped at the current revision), stopping at a
@@ -194,58 +277,53 @@ impl Engine {
         to: i64,
         max_events: usize,
     ) -> Result<Vec<RevisionEvents>> {
-        self.read(|txn| {
-            let s = State::load(&txn.open_table(META).ctx("opening meta")?)?;
-            if from < s.compacted {
+        self.view(|view| {
+            if from < view.compacted {
                 return Err(Error::Compacted {
                     requested: from,
-                    compacted: s.compacted,
+                    compacted: view.compacted,
                 });
             }
-            let to = to.min(s.revision);
+            let to = to.min(view.current);
             if from > to {
                 return Ok(Vec::new());
             }
-            let revisions = txn.open_table(REVISIONS).ctx("opening revisions")?;
-            let history = txn.open_table(KV_HISTORY).ctx("opening kv_history")?;
-            let mut out = Vec::new();
-            let mut total = 0;
-            for entry in revisions
-                .range(from.max(0) as u64..=to as u64)
-                .ctx("reading revisions")?
-            {
-                let (rev, raw) = entry.ctx("reading revisions")?;
-                let rev = rev.value() as i64;
-                let mut events = Vec::new();
-                for key in decode_keys(raw.value())? {
-                    let raw = history
-                        .get((key.as_slice(), rev as u64))
-                        .ctx("reading kv_history")?
-                        .ok_or(Error::Corrupt {
-                            table: "kv_history",
-                        })?;
-                    let rec = Record::decode(raw.value(), "kv_history")?;
-                    let prev_kv =
-                        read::get_before(&history, &key, rev)?.map(|p| p.into_kv(key.clone()));
-                    let (kind, kv) = if rec.is_tombstone() {
-                        let kv = KeyValue {
-                            key,
-                            mod_revision: rev,
-                            ..KeyValue::default()
-                        };
-                        (EventType::Delete, kv)
-                    } else {
-                        (EventType::Put, rec.into_kv(key))
-                    };
-                    events.push(Event { kind, kv, prev_kv });
+            let mut out: Vec<RevisionEvents> = Vec::new();
+            let rows = view
+                .kv
+                .range((from.max(0) as u64, 0)..=(to as u64, u32::MAX))
+                .ctx("reading kv")?;
+            for (total, entry) in rows.enumerate() {
+                let (slot, raw) = entry.ctx("reading kv")?;
+                let (rev, sub) = slot.value();
+                let rev = rev as i64;
+                if out.last().is_none_or(|r| r.revision != rev) {
+                    // At least one revision, and never a revision split in two.
+                    if !out.is_empty() && total >= max_events {
+                        break;
+                    }
+                    out.push(RevisionEvents {
+                        revision: rev,
+                        events: Vec::new(),
+                    });
                 }
-                total += events.len();
-                out.push(RevisionEvents {
-                    revision: rev,
-                    events,
-                });
-                if total >= max_events {
-                    break;
+                let row = Row::parse(raw.value())?;
+                let prev_kv = match view.index.before(row.key, (rev, sub)) {
+                    Some(prev) => Some(with_row(view.kv, prev, |p| Ok(p.kv(false)))?),
+                    None => None,
+                };
+                let (kind, kv) = if row.is_tombstone() {
+                    let kv = KeyValue {
+                        key: row.key.to_vec(),
+                        mod_revision: rev,
+                        ..KeyValue::default()
+                    };
+                    (EventType::Delete, kv)
+                } else {
+                    (EventType::Put, row.kv(false))
+                };
+                if let Some(last) = out.last_mut() {
+                    last.events.push(Event { kind, kv, prev_kv });
                 }
             }
             Ok(out)
@@ -303,21 +381,17 @@ impl Engine {
     /// A CRC-32 of every stored version at or below `revision` (0 = current): equal on every
     /// member that applied the same commands. Returns (hash, compacted, current).
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
-        self.read(|txn| {
-            let s = State::load(&txn.open_table(META).ctx("opening meta")?)?;
-            let rev = read::read_revision(revision, s.revision, s.compacted)?;
-            let history = txn.open_table(KV_HISTORY).ctx("opening kv_history")?;
+        self.view(|view| {
+            let rev = crate::mvcc::read::read_revision(revision, view.current, view.compacted)?;
             let mut hasher = crc32fast::Hasher::new();
-            for entry in history.iter().ctx("hashing kv_history")? {
-                let (k, v) = entry.ctx("hashing kv_history")?;
-                let (key, r) = k.value();
-                if r as i64 <= rev {
-                    hasher.update(key);
-                    hasher.update(&r.to_be_bytes());
-                    hasher.update(v.value());
-                }
+            for entry in view.kv.range(..=(rev as u64, u32::MAX)).ctx("hashing kv")? {
+                let (slot, raw) = entry.ctx("hashing kv")?;
+                let (r, sub) = slot.value();
+                hasher.update(&r.to_be_bytes());
+                hasher.update(&sub.to_be_bytes());
+                hasher.update(raw.value());
             }
-            Ok((hasher.finalize(), s.compacted, s.revision))
+            Ok((hasher.finalize(), view.compacted, view.current))
         })
     }
 
@@ -349,7 +423,7 @@ impl Engine {
     /// Rewrites the file to release free space (etcd's defragment). Waits for every open
     /// transaction to finish.
     pub fn defragment(&self) -> Result<()> {
-        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        let mut db = write_lock(&self.db);
         while db.compact().ctx("defragmenting")? {}
         Ok(())
     }
@@ -368,33 +442,10 @@ impl Engine {
                 let (k, v) = e.ctx("snapshot")?;
                 w.record(&SnapshotRecord::Meta(k.value(), v.value()))?;
             }
-            for e in txn
-                .open_table(KV_LATEST)
-                .ctx("snapshot")?
-                .iter()
-                .ctx("snapshot")?
-            {
+            for e in txn.open_table(KV).ctx("snapshot")?.iter().ctx("snapshot")? {
                 let (k, v) = e.ctx("snapshot")?;
-                w.record(&SnapshotRecord::Latest(k.value(), v.value()))?;
-            }
-            for e in txn
-                .open_table(KV_HISTORY)
-                .ctx("snapshot")?
-                .iter()
-                .ctx("snapshot")?
-            {
-                let (k, v) = e.ctx("snapshot")?;
-                let (key, rev) = k.value();
-                w.record(&SnapshotRecord::History(key, rev, v.value()))?;
-            }
-            for e in txn
-                .open_table(REVISIONS)
-                .ctx("snapshot")?
-                .iter()
-                .ctx("snapshot")?
-            {
-                let (k, v) = e.ctx("snapshot")?;
-                w.record(&SnapshotRecord::Revision(k.value(), v.value()))?;
+                let (rev, sub) = k.value();
+                w.record(&SnapshotRecord::Kv(rev, sub, v.value()))?;
             }
             for e in txn
                 .open_table(LEASES)
@@ -441,21 +492,16 @@ impl Engine {
             });
         }
         self.with_db(|db| {
-            let mut txn = db.begin_write().ctx("restoring a snapshot")?;
-            txn.set_durability(Durability::Immediate)
-                .ctx("restoring a snapshot")?;
-            txn.delete_table(KV_LATEST).ctx("restoring a snapshot")?;
-            txn.delete_table(KV_HISTORY).ctx("restoring a snapshot")?;
-            txn.delete_table(REVISIONS).ctx("restoring a snapshot")?;
-            txn.delete_table(META).ctx("restoring a snapshot")?;
-            txn.delete_table(LEASES).ctx("restoring a snapshot")?;
-            txn.delete_table(LEASE_KEYS).ctx("restoring a snapshot")?;
-            txn.delete_table(ALARMS).ctx("restoring a snapshot")?;
+            let c = "restoring a snapshot";
+            let mut txn = db.begin_write().ctx(c)?;
+            txn.set_durability(Durability::Immediate).ctx(c)?;
+            txn.delete_table(KV).ctx(c)?;
+            txn.delete_table(META).ctx(c)?;
+            txn.delete_table(LEASES).ctx(c)?;
+            txn.delete_table(LEASE_KEYS).ctx(c)?;
+            txn.delete_table(ALARMS).ctx(c)?;
             {
-                let c = "restoring a snapshot";
-                let mut latest = txn.open_table(KV_LATEST).ctx(c)?;
-                let mut history = txn.open_table(KV_HISTORY).ctx(c)?;
-                let mut revisions = txn.open_table(REVISIONS).ctx(c)?;
+                let mut kv = txn.open_table(KV).ctx(c)?;
                 let mut meta = txn.open_table(META).ctx(c)?;
                 let mut leases = txn.open_table(LEASES).ctx(c)?;
                 let mut lease_keys = txn.open_table(LEASE_KEYS).ctx(c)?;
@@ -487,12 +533,9 @@ impl Engine {
                         })?;
                     match rec {
                         SnapshotRecord::Meta(k, v) => meta.insert(k, v).map(drop).ctx(c)?,
-                        SnapshotRecord::Latest(k, v) => latest.insert(k, v).map(drop).ctx(c)?,
-                        SnapshotRecord::History(k, r, v) => {
-                            history.insert((k, r), v).map(drop).ctx(c)?
-                        }
-                        SnapshotRecord::Revision(r, v) => {
-                            revisions.insert(r, v).map(drop).ctx(c)?
+                        SnapshotRecord::Kv(rev, sub, v) => {
+                            Row::parse(v)?;
+                            kv.insert((rev, sub), v).map(drop).ctx(c)?
                         }
                         SnapshotRecord::Lease(id, ttl) => {
                             leases.insert(id, ttl).map(drop).ctx(c)?
@@ -507,30 +550,25 @@ impl Engine {
                     }
                 }
             }
-            txn.commit().ctx("restoring a snapshot")
+            txn.commit().ctx(c)?;
+            self.rebuild_index(db)
         })
     }
 
     /// Number of live keys (for status and metrics).
     pub fn key_count(&self) -> Result<u64> {
-        self.read(|txn| {
-            txn.open_table(KV_LATEST)
-                .ctx("opening kv_latest")?
-                .len()
-                .ctx("counting keys")
-        })
+        let indexed = read_lock(&self.index);
+        Ok(indexed.index.live_keys(indexed.committed) as u64)
     }
 }
 
-const SNAPSHOT_MAGIC: &[u8; 12] = b"STEAD-SNAP1\n";
+const SNAPSHOT_MAGIC: &[u8; 12] = b"STEAD-SNAP2\n";
 
 /// One record of a logical snapshot: `u32 LE length | postcard(record)`, after the magic.
 #[derive(Serialize, Deserialize)]
 enum SnapshotRecord<'a> {
     Meta(&'a str, i64),
-    Latest(&'a [u8], &'a [u8]),
-    History(&'a [u8], u64, &'a [u8]),
-    Revision(u64, &'a [u8]),
+    Kv(u64, u32, &'a [u8]),
     Lease(i64, i64),
     LeaseKey(i64, &'a [u8]),
     Alarm(u64, u8),

@@ -56,14 +56,15 @@ pub enum Error {
     #[error("storage error while {context}: {source}")]
     Storage {
         context: &'static str,
-        #[source]
+        // Not `#[source]`: the message already carries the cause, and error reports that
+        // walk the source chain would print it twice.
         source: Box<redb::Error>,
     },
     /// An I/O error outside redb (snapshot files, data directory).
     #[error("i/o error while {context}: {source}")]
     Io {
         context: &'static str,
-        #[source]
+        // Not `#[source]`, for the same reason as `Storage`.
         source: std::io::Error,
     },
 }

@@ -62,6 +62,7 @@ impl StoreConfig {
 struct Counters {
     commits: AtomicU64,
     proposals: AtomicU64,
+    commit_nanos: AtomicU64,
 }
 
 /// How the write path has been used: under load, `proposals / commits` is the average
@@ -72,6 +73,8 @@ pub struct WriteStats {
     pub commits: u64,
     /// Commands applied by those commits.
     pub proposals: u64,
+    /// Time spent applying and committing batches, in nanoseconds.
+    pub commit_nanos: u64,
 }
 
 struct Proposal {
@@ -184,6 +187,7 @@ impl Store {
         WriteStats {
             commits: self.inner.counters.commits.load(Ordering::Relaxed),
             proposals: self.inner.counters.proposals.load(Ordering::Relaxed),
+            commit_nanos: self.inner.counters.commit_nanos.load(Ordering::Relaxed),
         }
     }
 
@@ -445,7 +449,12 @@ impl Writer {
     fn commit(&self, batch: Vec<Proposal>) {
         let cmds: Vec<&Command> = batch.iter().map(|p| &p.cmd).collect();
         let touches_alarms = cmds.iter().any(|c| matches!(c, Command::Alarm { .. }));
-        match self.engine.apply_batch(&cmds, Durability::Immediate) {
+        let started = Instant::now();
+        let result = self.engine.apply_batch(&cmds, Durability::Immediate);
+        self.counters
+            .commit_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match result {
             Ok(BatchResult {
                 responses,
                 revision,

@@ -46,10 +46,7 @@ impl EtcdApi {
             Ok(AlarmAction::Get) => to_members(store.alarms().await.map_err(to_status)?),
             Ok(action @ (AlarmAction::Activate | AlarmAction::Deactivate)) => {
                 let Some(alarm) = alarm_from_pb(req.alarm) else {
-                    return Ok(pb::AlarmResponse {
-                        header: Some(self.current_header()),
-                        alarms: Vec::new(),
-                    });
+                    return Ok(pb::AlarmResponse::default());
                 };
                 let activate = action == AlarmAction::Activate;
                 let before = store.alarms().await.map_err(to_status)?;
@@ -67,8 +64,9 @@ impl EtcdApi {
             }
             Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         };
+        // etcd answers alarms straight from its applier, without a response header.
         Ok(pb::AlarmResponse {
-            header: Some(self.current_header()),
+            header: None,
             alarms,
         })
     }
@@ -106,9 +104,8 @@ impl EtcdApi {
     pub async fn defragment_pb(&self) -> Result<pb::DefragmentResponse, Status> {
         self.metrics().count("Defragment");
         self.store().defragment().await.map_err(to_status)?;
-        Ok(pb::DefragmentResponse {
-            header: Some(self.current_header()),
-        })
+        // etcd's defragment response carries no header.
+        Ok(pb::DefragmentResponse { header: None })
     }
 
     pub async fn hash_pb(&self) -> Result<pb::HashResponse, Status> {

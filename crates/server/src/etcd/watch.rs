@@ -55,7 +55,9 @@ impl EtcdApi {
                 compact_revision,
                 reason,
             } => vec![pb::WatchResponse {
-                header: Some(self.header(revision)),
+                // etcd's mvcc layer reports a compacted watcher with revision 0, and its
+                // header keeps that 0.
+                header: Some(self.header(if compact_revision != 0 { 0 } else { revision })),
                 watch_id,
                 canceled: true,
                 compact_revision,

@@ -1,27 +1,26 @@
 //! Every redb table of the store, in one place.
 //!
 //! ```text
-//! kv_latest    key                  -> record      live keys only: the newest version
-//! kv_history   (key, revision)      -> record      every version not yet compacted away,
-//!                                                  tombstones (version 0) for deletes
-//! revisions    revision             -> key list    the keys each revision changed, in order
-//! meta         name                 -> i64         current / compacted revision, ...
+//! kv           (revision, sub)      -> key + record    every version not yet compacted away;
+//!                                                      tombstones (version 0) for deletes
+//! meta         name                 -> i64             current / compacted revision, applied
 //! leases       lease id             -> granted TTL
-//! lease_keys   (lease id, key)      -> ()          keys attached to each lease
+//! lease_keys   (lease id, key)      -> ()              keys attached to each lease
 //! alarms       (member id, alarm)   -> ()
 //! ```
 //!
+//! `kv` is keyed by revision, as etcd's backend is: a batch of writes appends to the end of
+//! the tree and dirties a handful of pages, however scattered its keys are. The key ->
+//! revisions index lives in memory ([`crate::mvcc::index`]) and is rebuilt from `kv` on open.
+//!
 //! Example: `put a=1` (rev 2), `put a=2` (rev 3), `del a` (rev 4) leave
-//! `kv_history` = {(a,2): v1 "1", (a,3): v2 "2", (a,4): tombstone}, `kv_latest` = {} and
-//! `revisions` = {2: [a], 3: [a], 4: [a]}. Reading `a` at revision 3 is the newest history
-//! entry of `a` at or below 3.
+//! `kv` = {(2,0): a v1 "1", (3,0): a v2 "2", (4,0): a tombstone}; the index holds
+//! `a -> [2, 3, 4(tombstone)]`. Reading `a` at revision 3 is the index's newest entry at or
+//! below 3, fetched from `kv`.
 
 use redb::TableDefinition;
 
-pub(crate) const KV_LATEST: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("kv_latest");
-pub(crate) const KV_HISTORY: TableDefinition<'_, (&[u8], u64), &[u8]> =
-    TableDefinition::new("kv_history");
-pub(crate) const REVISIONS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("revisions");
+pub(crate) const KV: TableDefinition<'_, (u64, u32), &[u8]> = TableDefinition::new("kv");
 pub(crate) const META: TableDefinition<'_, &str, i64> = TableDefinition::new("meta");
 pub(crate) const LEASES: TableDefinition<'_, i64, i64> = TableDefinition::new("leases");
 pub(crate) const LEASE_KEYS: TableDefinition<'_, (i64, &[u8]), ()> =

@@ -1,5 +1,6 @@
 //! The single mutation path. [`Applier`] opens the tables of one redb write transaction and
-//! applies [`Command`]s to them one after another; the caller commits the transaction.
+//! applies [`Command`]s to them one after another, keeping the in-memory [`Index`] in step;
+//! the caller commits the transaction.
 //!
 //! # Correctness
 //! - Deterministic: the outcome depends only on the stored state and the command (no clock,
@@ -7,24 +8,27 @@
 //! - A command is validated completely before its first write, so a failed command changes
 //!   nothing and takes no revision, and the other commands of the batch are unaffected.
 //! - A command that changes at least one key takes exactly one new revision; one that
-//!   changes nothing (a delete of absent keys, a read-only txn) takes none.
+//!   changes nothing (a delete of absent keys, a read-only txn) takes none. The changes of
+//!   one revision are numbered by sub-revision, in the order the request made them.
 //! - `meta` (current and compacted revision) is written in the same transaction as the data.
+//! - Index entries above the committed revision are invisible to readers, so the index may
+//!   run ahead of the commit; if the commit fails the caller rebuilds the index from disk.
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
-use crate::backend::codec::{Record, encode_keys};
+use crate::backend::codec::Record;
 use crate::backend::schema::{
-    ALARMS, KV_HISTORY, KV_LATEST, LEASE_KEYS, LEASES, META, META_APPLIED, META_COMPACTED,
-    META_REVISION, REVISIONS,
+    ALARMS, KV, LEASE_KEYS, LEASES, META, META_APPLIED, META_COMPACTED, META_REVISION,
 };
 use crate::error::{Error, Result, StorageContext};
+use crate::mvcc::index::{Index, Version};
 use crate::mvcc::keys::KeyRange;
-use crate::mvcc::read::{self, get_latest};
-use crate::mvcc::txn::{check_delete, check_put, check_range, check_txn, compare_path};
+use crate::mvcc::read::View;
+use crate::mvcc::txn::{check_delete, check_put, check_range, check_txn};
 use crate::types::{
     AlarmType, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse, Event, EventType,
-    KeyValue, PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, RevisionEvents,
-    TxnRequest, TxnResponse,
+    KeyValue, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp,
+    RevisionEvents, TxnRequest, TxnResponse,
 };
 
 /// The largest lease TTL etcd accepts, in seconds.
@@ -53,10 +57,9 @@ impl State {
     }
 }
 
-pub(crate) struct Applier<'t> {
-    pub(crate) latest: Table<'t, &'static [u8], &'static [u8]>,
-    pub(crate) history: Table<'t, (&'static [u8], u64), &'static [u8]>,
-    pub(crate) revisions: Table<'t, u64, &'static [u8]>,
+pub(crate) struct Applier<'t, 'i> {
+    pub(crate) kv: Table<'t, (u64, u32), &'static [u8]>,
+    pub(crate) index: &'i mut Index,
     meta: Table<'t, &'static str, i64>,
     leases: Table<'t, i64, i64>,
     lease_keys: Table<'t, (i64, &'static [u8]), ()>,
@@ -83,14 +86,13 @@ pub(crate) struct Applied {
     pub(crate) lease_changes: Vec<LeaseChange>,
 }
 
-impl<'t> Applier<'t> {
-    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self> {
+impl<'t, 'i> Applier<'t, 'i> {
+    pub(crate) fn open(txn: &'t WriteTransaction, index: &'i mut Index) -> Result<Self> {
         let meta = txn.open_table(META).ctx("opening meta")?;
         let state = State::load(&meta)?;
         Ok(Applier {
-            latest: txn.open_table(KV_LATEST).ctx("opening kv_latest")?,
-            history: txn.open_table(KV_HISTORY).ctx("opening kv_history")?,
-            revisions: txn.open_table(REVISIONS).ctx("opening revisions")?,
+            kv: txn.open_table(KV).ctx("opening kv")?,
+            index,
             meta,
             leases: txn.open_table(LEASES).ctx("opening leases")?,
             lease_keys: txn.open_table(LEASE_KEYS).ctx("opening lease_keys")?,
@@ -129,24 +131,24 @@ impl<'t> Applier<'t> {
                 check_put(req)?;
                 self.check_put_state(req)?;
                 let mut resp = self.put(req)?;
-                self.seal()?;
+                self.seal();
                 resp.revision = self.state.revision;
                 CommandResponse::Put(resp)
             }
             Command::DeleteRange(req) => {
                 check_delete(req)?;
                 let mut resp = self.delete_range(req)?;
-                self.seal()?;
+                self.seal();
                 resp.revision = self.state.revision;
                 CommandResponse::DeleteRange(resp)
             }
             Command::Txn(req) => {
                 check_txn(req)?;
                 let mut path = Vec::new();
-                compare_path(&self.latest, &self.history, req, &mut path)?;
+                self.view().compare_path(req, &mut path)?;
                 self.check_path(req, &mut path.iter().copied())?;
                 let mut resp = self.txn(req, &mut path.iter().copied())?;
-                self.seal()?;
+                self.seal();
                 resp.revision = self.state.revision;
                 CommandResponse::Txn(resp)
             }
@@ -174,7 +176,7 @@ impl<'t> Applier<'t> {
             }
             Command::LeaseRevoke { id } => {
                 self.lease_revoke(*id)?;
-                self.seal()?;
+                self.seal();
                 CommandResponse::LeaseRevoke {
                     revision: self.state.revision,
                 }
@@ -199,30 +201,62 @@ impl<'t> Applier<'t> {
         Ok(resp)
     }
 
+    /// A view of the state including this batch's writes so far. Once the current command
+    /// has written, its writes belong to `next_revision()`, which the view then treats as
+    /// current (as etcd's txn view does).
+    fn view(&self) -> View<'_, Table<'t, (u64, u32), &'static [u8]>> {
+        View {
+            index: self.index,
+            kv: &self.kv,
+            current: if self.pending.is_empty() {
+                self.state.revision
+            } else {
+                self.next_revision()
+            },
+            compacted: self.state.compacted,
+        }
+    }
+
     fn next_revision(&self) -> i64 {
         self.state.revision + 1
     }
 
+    /// The newest version of `key`, writes of this command included.
+    fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        let view = self.view();
+        Ok(view
+            .get(key, self.next_revision())?
+            .map(|rec| rec.into_kv(key.to_vec())))
+    }
+
     /// Closes the revision being built: if anything changed, it becomes the new revision.
-    fn seal(&mut self) -> Result<()> {
+    fn seal(&mut self) {
         if self.pending.is_empty() {
-            return Ok(());
+            return;
         }
-        let rev = self.next_revision();
-        let keys = encode_keys(self.pending.iter().map(|e| e.kv.key.as_slice()));
-        self.revisions
-            .insert(rev as u64, keys.as_slice())
-            .ctx("writing revisions")?;
-        self.state.revision = rev;
+        self.state.revision = self.next_revision();
         self.produced.push(RevisionEvents {
-            revision: rev,
+            revision: self.state.revision,
             events: std::mem::take(&mut self.pending),
         });
+    }
+
+    /// Stores one change of `key` as the next sub-revision of the revision being built.
+    fn write(&mut self, key: &[u8], rec: &Record) -> Result<()> {
+        let version = Version {
+            rev: self.next_revision(),
+            sub: self.pending.len() as u32,
+            tombstone: rec.is_tombstone(),
+        };
+        self.kv
+            .insert(version.slot(), rec.encode(key).as_slice())
+            .ctx("writing kv")?;
+        self.index.push(key, version);
         Ok(())
     }
 
     fn check_put_state(&self, req: &PutRequest) -> Result<()> {
-        if (req.ignore_value || req.ignore_lease) && get_latest(&self.latest, &req.key)?.is_none() {
+        if (req.ignore_value || req.ignore_lease) && self.latest(&req.key)?.is_none() {
             return Err(Error::KeyNotFound);
         }
         if req.lease != 0 && self.leases.get(req.lease).ctx("reading leases")?.is_none() {
@@ -233,7 +267,7 @@ impl<'t> Applier<'t> {
 
     fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
         let rev = self.next_revision();
-        let prev = get_latest(&self.latest, &req.key)?;
+        let prev = self.latest(&req.key)?;
         let (value, lease) = match &prev {
             Some(p) if req.ignore_value || req.ignore_lease => (
                 if req.ignore_value {
@@ -252,13 +286,7 @@ impl<'t> Applier<'t> {
             lease,
             value,
         };
-        let encoded = rec.encode();
-        self.latest
-            .insert(req.key.as_slice(), encoded.as_slice())
-            .ctx("writing kv_latest")?;
-        self.history
-            .insert((req.key.as_slice(), rev as u64), encoded.as_slice())
-            .ctx("writing kv_history")?;
+        self.write(&req.key, &rec)?;
         let prev_lease = prev.as_ref().map_or(0, |p| p.lease);
         if prev_lease != 0 && prev_lease != lease {
             self.lease_keys
@@ -270,25 +298,22 @@ impl<'t> Applier<'t> {
                 .insert((lease, req.key.as_slice()), ())
                 .ctx("writing lease_keys")?;
         }
-        let prev_kv = prev.map(|p| p.into_kv(req.key.clone()));
         self.pending.push(Event {
             kind: EventType::Put,
             kv: rec.into_kv(req.key.clone()),
-            prev_kv: prev_kv.clone(),
+            prev_kv: prev.clone(),
         });
         Ok(PutResponse {
             revision: 0,
-            prev_kv: if req.prev_kv { prev_kv } else { None },
+            prev_kv: if req.prev_kv { prev } else { None },
         })
     }
 
     fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&req.key, &req.range_end);
-        let mut doomed: Vec<KeyValue> = Vec::new();
-        read::visit(&self.latest, &self.history, &range, None, |key, raw| {
-            doomed.push(Record::decode(raw, "kv_latest")?.into_kv(key.to_vec()));
-            Ok(true)
-        })?;
+        let mut view = self.view();
+        view.current = self.next_revision();
+        let doomed = view.live(&range)?;
         for kv in &doomed {
             self.delete_key(kv)?;
         }
@@ -301,17 +326,10 @@ impl<'t> Applier<'t> {
 
     fn delete_key(&mut self, prev: &KeyValue) -> Result<()> {
         let rev = self.next_revision();
-        let key = prev.key.as_slice();
-        self.latest.remove(key).ctx("writing kv_latest")?;
-        self.history
-            .insert(
-                (key, rev as u64),
-                Record::tombstone(rev).encode().as_slice(),
-            )
-            .ctx("writing kv_history")?;
+        self.write(&prev.key, &Record::tombstone(rev))?;
         if prev.lease != 0 {
             self.lease_keys
-                .remove((prev.lease, key))
+                .remove((prev.lease, prev.key.as_slice()))
                 .ctx("writing lease_keys")?;
         }
         self.pending.push(Event {
@@ -344,8 +362,8 @@ impl<'t> Applier<'t> {
             keys.push(key.to_vec());
         }
         for key in keys {
-            if let Some(rec) = get_latest(&self.latest, &key)? {
-                self.delete_key(&rec.into_kv(key))?;
+            if let Some(kv) = self.latest(&key)? {
+                self.delete_key(&kv)?;
             }
         }
         self.leases.remove(id).ctx("writing leases")?;
@@ -363,7 +381,11 @@ impl<'t> Applier<'t> {
         for op in ops {
             match op {
                 RequestOp::Range(r) => {
-                    read::read_revision(r.revision, self.state.revision, self.state.compacted)?;
+                    crate::mvcc::read::read_revision(
+                        r.revision,
+                        self.state.revision,
+                        self.state.compacted,
+                    )?;
                 }
                 RequestOp::Put(p) => self.check_put_state(p)?,
                 RequestOp::DeleteRange(_) => {}
@@ -408,23 +430,11 @@ impl<'t> Applier<'t> {
         })
     }
 
-    /// A range inside a txn sees the txn's own earlier writes.
-    fn range(&self, req: &RangeRequest) -> Result<crate::types::RangeResponse> {
+    /// A range inside a txn sees the txn's own earlier writes; one pinned to an earlier
+    /// revision does not.
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         check_range(req)?;
-        // Once the txn has written, its writes are revision `next_revision()` (as in etcd): a
-        // read pinned to an earlier revision must go to history and not see them.
-        let current = if self.pending.is_empty() {
-            self.state.revision
-        } else {
-            self.next_revision()
-        };
-        read::range(
-            &self.latest,
-            &self.history,
-            req,
-            current,
-            self.state.compacted,
-        )
+        self.view().range(req)
     }
 }
 

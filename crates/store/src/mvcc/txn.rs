@@ -5,10 +5,9 @@
 
 use std::collections::HashSet;
 
-use crate::backend::codec::Record;
 use crate::error::{Error, Result};
 use crate::mvcc::keys::KeyRange;
-use crate::mvcc::read::{self, HistoryTable, LatestTable};
+use crate::mvcc::read::{KvTable, View, read_revision};
 use crate::types::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest,
     RequestOp, ResponseOp, TxnRequest, TxnResponse,
@@ -94,15 +93,6 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeyRange>
         let RequestOp::Txn(nested) = op else { continue };
         let (puts_then, dels_then) = check_intervals(&nested.success)?;
         let (puts_else, dels_else) = check_intervals(&nested.failure)?;
-        // A put of an earlier sibling must not fall inside a delete of this one either:
-        // without sub-revisions, one revision cannot hold two changes of one key.
-        let nested_dels: Vec<&KeyRange> = dels_then.iter().chain(&dels_else).collect();
-        if puts
-            .iter()
-            .any(|key| nested_dels.iter().any(|r| r.contains(key)))
-        {
-            return Err(Error::DuplicateKey);
-        }
         for key in &puts_then {
             if puts.contains(key) || deleted(&dels, key) {
                 return Err(Error::DuplicateKey);
@@ -146,136 +136,97 @@ pub(crate) fn compare_kv(cmp: &Compare, kv: &KeyValue) -> bool {
     }
 }
 
-/// Evaluates one compare against the newest state: every key in its range must satisfy it.
-pub(crate) fn compare(
-    latest: &impl LatestTable,
-    history: &impl HistoryTable,
-    cmp: &Compare,
-) -> Result<bool> {
-    let range = KeyRange::new(&cmp.key, &cmp.range_end);
-    let mut all = true;
-    let mut any = false;
-    read::visit(latest, history, &range, None, |key, raw| {
-        any = true;
-        let kv = Record::decode(raw, "kv_latest")?.into_kv(key.to_vec());
-        all = compare_kv(cmp, &kv);
-        Ok(all)
-    })?;
-    if !any {
-        // A missing key has no value to compare; every other target compares as zero.
-        return Ok(
-            !matches!(cmp.target, CompareTarget::Value(_)) && compare_kv(cmp, &KeyValue::default())
-        );
-    }
-    Ok(all)
-}
-
-/// etcd's `compareToPath`: every compare, nested ones included, is evaluated against the
-/// state before the txn runs; `path` records the branch taken at each txn, depth first.
-pub(crate) fn compare_path(
-    latest: &impl LatestTable,
-    history: &impl HistoryTable,
-    req: &TxnRequest,
-    path: &mut Vec<bool>,
-) -> Result<()> {
-    let mut ok = true;
-    for cmp in &req.compare {
-        if !compare(latest, history, cmp)? {
-            ok = false;
-            break;
+impl<T: KvTable> View<'_, T> {
+    /// Evaluates one compare against the current state: every key in its range must
+    /// satisfy it.
+    pub(crate) fn compare(&self, cmp: &Compare) -> Result<bool> {
+        let kvs = self.live(&KeyRange::new(&cmp.key, &cmp.range_end))?;
+        if kvs.is_empty() {
+            // A missing key has no value to compare; every other target compares as zero.
+            return Ok(!matches!(cmp.target, CompareTarget::Value(_))
+                && compare_kv(cmp, &KeyValue::default()));
         }
+        Ok(kvs.iter().all(|kv| compare_kv(cmp, kv)))
     }
-    path.push(ok);
-    for op in if ok { &req.success } else { &req.failure } {
-        if let RequestOp::Txn(nested) = op {
-            compare_path(latest, history, nested, path)?;
+
+    /// etcd's `compareToPath`: every compare, nested ones included, is evaluated against
+    /// the state before the txn runs; `path` records the branch taken at each txn, depth
+    /// first.
+    pub(crate) fn compare_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+        let mut ok = true;
+        for cmp in &req.compare {
+            if !self.compare(cmp)? {
+                ok = false;
+                break;
+            }
         }
-    }
-    Ok(())
-}
-
-/// A txn that cannot write, served from a read snapshot without taking the write path.
-/// Same validation, branch choice and responses as the apply path.
-pub(crate) fn read_only_txn(
-    latest: &impl LatestTable,
-    history: &impl HistoryTable,
-    req: &TxnRequest,
-    current: i64,
-    compacted: i64,
-) -> Result<TxnResponse> {
-    debug_assert!(req.is_read_only());
-    check_txn(req)?;
-    let mut path = Vec::new();
-    compare_path(latest, history, req, &mut path)?;
-    check_ranges(req, &mut path.iter().copied(), current, compacted)?;
-    let mut resp = run_ranges(
-        latest,
-        history,
-        req,
-        &mut path.iter().copied(),
-        current,
-        compacted,
-    )?;
-    resp.revision = current;
-    Ok(resp)
-}
-
-fn check_ranges(
-    req: &TxnRequest,
-    path: &mut impl Iterator<Item = bool>,
-    current: i64,
-    compacted: i64,
-) -> Result<()> {
-    let ops = if path.next().unwrap_or(false) {
-        &req.success
-    } else {
-        &req.failure
-    };
-    for op in ops {
-        match op {
-            RequestOp::Range(r) => {
-                read::read_revision(r.revision, current, compacted)?;
+        path.push(ok);
+        for op in if ok { &req.success } else { &req.failure } {
+            if let RequestOp::Txn(nested) = op {
+                self.compare_path(nested, path)?;
             }
-            RequestOp::Txn(nested) => check_ranges(nested, path, current, compacted)?,
-            RequestOp::Put(_) | RequestOp::DeleteRange(_) => {}
         }
+        Ok(())
     }
-    Ok(())
-}
 
-fn run_ranges(
-    latest: &impl LatestTable,
-    history: &impl HistoryTable,
-    req: &TxnRequest,
-    path: &mut impl Iterator<Item = bool>,
-    current: i64,
-    compacted: i64,
-) -> Result<TxnResponse> {
-    let succeeded = path.next().unwrap_or(false);
-    let ops = if succeeded {
-        &req.success
-    } else {
-        &req.failure
-    };
-    let mut responses = Vec::with_capacity(ops.len());
-    for op in ops {
-        responses.push(match op {
-            RequestOp::Range(r) => {
-                ResponseOp::Range(read::range(latest, history, r, current, compacted)?)
-            }
-            RequestOp::Txn(nested) => ResponseOp::Txn(run_ranges(
-                latest, history, nested, path, current, compacted,
-            )?),
-            RequestOp::Put(_) | RequestOp::DeleteRange(_) => {
-                unreachable!("read_only_txn is only called for txns that cannot write")
-            }
-        });
+    /// A txn that cannot write, served from a read snapshot without taking the write path.
+    /// Same validation, branch choice and responses as the apply path.
+    pub(crate) fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        debug_assert!(req.is_read_only());
+        check_txn(req)?;
+        let mut path = Vec::new();
+        self.compare_path(req, &mut path)?;
+        self.check_ranges(req, &mut path.iter().copied())?;
+        let mut resp = self.run_ranges(req, &mut path.iter().copied())?;
+        resp.revision = self.current;
+        Ok(resp)
     }
-    Ok(TxnResponse {
-        revision: 0,
-        succeeded,
-        responses,
-    })
+
+    fn check_ranges(&self, req: &TxnRequest, path: &mut impl Iterator<Item = bool>) -> Result<()> {
+        let ops = if path.next().unwrap_or(false) {
+            &req.success
+        } else {
+            &req.failure
+        };
+        for op in ops {
+            match op {
+                RequestOp::Range(r) => {
+                    read_revision(r.revision, self.current, self.compacted)?;
+                }
+                RequestOp::Txn(nested) => self.check_ranges(nested, path)?,
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn run_ranges(
+        &self,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = bool>,
+    ) -> Result<TxnResponse> {
+        let succeeded = path.next().unwrap_or(false);
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(self.range(r)?),
+                RequestOp::Txn(nested) => ResponseOp::Txn(self.run_ranges(nested, path)?),
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => {
+                    unreachable!("read_only_txn is only called for txns that cannot write")
+                }
+            });
+        }
+        Ok(TxnResponse {
+            revision: 0,
+            succeeded,
+            responses,
+        })
+    }
 }
 
 #[cfg(test)]
