@@ -30,6 +30,9 @@ use crate::types::{
 };
 use crate::watch::Hub;
 
+/// How long a measurement of the bytes in use stays fresh for quota checks.
+const IN_USE_REFRESH: Duration = Duration::from_millis(100);
+
 /// Most commands applied in one write transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -89,6 +92,8 @@ struct Inner {
     proposals: Mutex<Option<mpsc::Sender<Proposal>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     db_size: Arc<AtomicU64>,
+    /// Last measurement of the bytes in use, for quota checks.
+    in_use: Mutex<Option<(Instant, u64)>>,
     no_space: Arc<AtomicBool>,
     counters: Arc<Counters>,
     config: StoreConfig,
@@ -157,6 +162,7 @@ impl Store {
                 proposals: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
                 db_size,
+                in_use: Mutex::new(None),
                 no_space,
                 counters,
                 config,
@@ -218,7 +224,10 @@ impl Store {
         if self.inner.no_space.load(Ordering::Acquire) {
             return Err(Error::NoSpace);
         }
-        if self.inner.db_size.load(Ordering::Acquire) > self.inner.config.quota_bytes {
+        // The file grows in large steps; only when it is past the quota is the (slower)
+        // count of pages actually in use taken, and that decides.
+        let quota = self.inner.config.quota_bytes;
+        if self.inner.db_size.load(Ordering::Acquire) > quota && self.in_use().await? > quota {
             let raise = Command::Alarm {
                 activate: true,
                 member: self.member_id(),
@@ -233,6 +242,20 @@ impl Store {
             return Err(Error::NoSpace);
         }
         Ok(())
+    }
+
+    /// Bytes in use, measured at most every [`IN_USE_REFRESH`] (measuring takes the write
+    /// lock).
+    async fn in_use(&self) -> Result<u64> {
+        let cached = *lock(&self.inner.in_use);
+        if let Some((at, bytes)) = cached
+            && at.elapsed() < IN_USE_REFRESH
+        {
+            return Ok(bytes);
+        }
+        let bytes = self.size().await?.1;
+        *lock(&self.inner.in_use) = Some((Instant::now(), bytes));
+        Ok(bytes)
     }
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
