@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::codec::Row;
-use crate::backend::schema::{ALARMS, KV, LEASE_KEYS, LEASES, META};
+use crate::backend::schema::{ALARMS, KV, LEASE_KEYS, LEASES, META, REPLICATION};
 use crate::error::{Error, Result, StorageContext};
 use crate::mvcc::apply::{Applied, Applier, State, read_alarms};
 use crate::mvcc::index::{Index, Version};
@@ -116,6 +116,7 @@ impl Engine {
             txn.open_table(LEASES).ctx("initialising tables")?;
             txn.open_table(LEASE_KEYS).ctx("initialising tables")?;
             txn.open_table(ALARMS).ctx("initialising tables")?;
+            txn.open_table(REPLICATION).ctx("initialising tables")?;
         }
         txn.commit().ctx("initialising tables")?;
         let engine = Engine {
@@ -187,8 +188,20 @@ impl Engine {
         commands: &[&Command],
         durability: Durability,
     ) -> Result<BatchResult> {
+        self.apply_batch_with(commands, durability, &[])
+    }
+
+    /// [`Engine::apply_batch`], also writing `replication` rows (name, bytes) in the same
+    /// transaction, so that the replication layer's record of what was applied can never
+    /// disagree with the data.
+    pub fn apply_batch_with(
+        &self,
+        commands: &[&Command],
+        durability: Durability,
+        replication: &[(&str, &[u8])],
+    ) -> Result<BatchResult> {
         self.with_db(|db| {
-            let result = self.apply_and_commit(db, commands, durability);
+            let result = self.apply_and_commit(db, commands, durability, replication);
             if result.is_err() {
                 self.rebuild_index(db)?;
             }
@@ -201,6 +214,7 @@ impl Engine {
         db: &Database,
         commands: &[&Command],
         durability: Durability,
+        replication: &[(&str, &[u8])],
     ) -> Result<BatchResult> {
         let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
         txn.set_durability(durability).ctx("setting durability")?;
@@ -219,6 +233,12 @@ impl Engine {
             indexed.compacted = applied.state.compacted;
             (responses, applied)
         };
+        if !replication.is_empty() {
+            let mut table = txn.open_table(REPLICATION).ctx("opening replication")?;
+            for (name, bytes) in replication {
+                table.insert(*name, *bytes).ctx("writing replication")?;
+            }
+        }
         txn.commit().ctx("committing a write")?;
         let Applied {
             state,
@@ -243,6 +263,34 @@ impl Engine {
             txn.set_durability(Durability::Immediate)
                 .ctx("setting durability")?;
             txn.commit().ctx("syncing")
+        })
+    }
+
+    /// A `replication` row written by [`Engine::apply_batch_with`] or
+    /// [`Engine::set_replication`].
+    pub fn replication(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|txn| {
+            let table = txn.open_table(REPLICATION).ctx("opening replication")?;
+            Ok(table
+                .get(name)
+                .ctx("reading replication")?
+                .map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// Writes `replication` rows on their own, durably.
+    pub fn set_replication(&self, rows: &[(&str, &[u8])]) -> Result<()> {
+        self.with_db(|db| {
+            let mut txn = db.begin_write().ctx("starting a write")?;
+            txn.set_durability(Durability::Immediate)
+                .ctx("setting durability")?;
+            {
+                let mut table = txn.open_table(REPLICATION).ctx("opening replication")?;
+                for (name, bytes) in rows {
+                    table.insert(*name, *bytes).ctx("writing replication")?;
+                }
+            }
+            txn.commit().ctx("writing replication")
         })
     }
 
@@ -476,6 +524,15 @@ impl Engine {
                 let (member, alarm) = k.value();
                 w.record(&SnapshotRecord::Alarm(member, alarm))?;
             }
+            for e in txn
+                .open_table(REPLICATION)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
+                let (k, v) = e.ctx("snapshot")?;
+                w.record(&SnapshotRecord::Replication(k.value(), v.value()))?;
+            }
             w.record(&SnapshotRecord::End)?;
             Ok(w.bytes)
         })
@@ -500,7 +557,9 @@ impl Engine {
             txn.delete_table(LEASES).ctx(c)?;
             txn.delete_table(LEASE_KEYS).ctx(c)?;
             txn.delete_table(ALARMS).ctx(c)?;
+            txn.delete_table(REPLICATION).ctx(c)?;
             {
+                let mut replication = txn.open_table(REPLICATION).ctx(c)?;
                 let mut kv = txn.open_table(KV).ctx(c)?;
                 let mut meta = txn.open_table(META).ctx(c)?;
                 let mut leases = txn.open_table(LEASES).ctx(c)?;
@@ -546,6 +605,9 @@ impl Engine {
                         SnapshotRecord::Alarm(m, a) => {
                             alarms.insert((m, a), ()).map(drop).ctx(c)?
                         }
+                        SnapshotRecord::Replication(k, v) => {
+                            replication.insert(k, v).map(drop).ctx(c)?
+                        }
                         SnapshotRecord::End => break,
                     }
                 }
@@ -572,6 +634,7 @@ enum SnapshotRecord<'a> {
     Lease(i64, i64),
     LeaseKey(i64, &'a [u8]),
     Alarm(u64, u8),
+    Replication(&'a str, &'a [u8]),
     End,
 }
 

@@ -7,6 +7,9 @@
 //! leases       lease id             -> granted TTL
 //! lease_keys   (lease id, key)      -> ()              keys attached to each lease
 //! alarms       (member id, alarm)   -> ()
+//! replication  name                 -> bytes           the replication layer's own state
+//!                                                      (last applied log id, membership),
+//!                                                      committed with the data it describes
 //! ```
 //!
 //! `kv` is keyed by revision, as etcd's backend is: a batch of writes appends to the end of
@@ -26,6 +29,8 @@ pub(crate) const LEASES: TableDefinition<'_, i64, i64> = TableDefinition::new("l
 pub(crate) const LEASE_KEYS: TableDefinition<'_, (i64, &[u8]), ()> =
     TableDefinition::new("lease_keys");
 pub(crate) const ALARMS: TableDefinition<'_, (u64, u8), ()> = TableDefinition::new("alarms");
+pub(crate) const REPLICATION: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("replication");
 
 /// `meta` row: the newest revision.
 pub(crate) const META_REVISION: &str = "revision";
