@@ -161,10 +161,12 @@ fn ndjson_line(value: &impl Serialize) -> Bytes {
 }
 
 async fn keep_alive(State(api): State<EtcdApi>, body: Bytes) -> Response {
-    match parse::<pb::LeaseKeepAliveRequest>(&body) {
-        Ok(req) => json_response(&StreamItem {
-            result: api.lease_keep_alive_pb(req),
-        }),
+    let req = match parse::<pb::LeaseKeepAliveRequest>(&body) {
+        Ok(req) => req,
+        Err(status) => return error_response(&status),
+    };
+    match api.lease_keep_alive_pb(req).await {
+        Ok(result) => json_response(&StreamItem { result }),
         Err(status) => error_response(&status),
     }
 }

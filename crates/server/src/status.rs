@@ -43,6 +43,11 @@ pub fn to_status(err: Error) -> Status {
             "etcdserver: mvcc: database space exceeded",
         ),
         Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
+        Error::NoLeader => (Code::Unavailable, "etcdserver: no leader"),
+        Error::Replication { .. } => {
+            tracing::warn!(error = %err, "replication failed");
+            (Code::Unavailable, "etcdserver: request timed out")
+        }
         Error::Corrupt { .. }
         | Error::InvalidSnapshot { .. }
         | Error::Storage { .. }

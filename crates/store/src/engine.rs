@@ -478,7 +478,29 @@ impl Engine {
 
     /// Writes a consistent logical copy of every table to `out`; see [`SnapshotRecord`].
     pub fn write_snapshot(&self, out: &mut impl Write) -> Result<u64> {
+        Ok(self.write_snapshot_reading(out, &[])?.0)
+    }
+
+    /// [`Engine::write_snapshot`], also returning the named `replication` rows as of the
+    /// same consistent view (what the snapshot's data reflects).
+    pub fn write_snapshot_reading(
+        &self,
+        out: &mut impl Write,
+        replication: &[&str],
+    ) -> Result<(u64, Vec<Option<Vec<u8>>>)> {
         self.read(|txn| {
+            let rows = {
+                let table = txn.open_table(REPLICATION).ctx("opening replication")?;
+                replication
+                    .iter()
+                    .map(|name| {
+                        Ok(table
+                            .get(*name)
+                            .ctx("reading replication")?
+                            .map(|v| v.value().to_vec()))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
             let mut w = SnapshotWriter { out, bytes: 0 };
             w.raw(SNAPSHOT_MAGIC)?;
             for e in txn
@@ -534,7 +556,7 @@ impl Engine {
                 w.record(&SnapshotRecord::Replication(k.value(), v.value()))?;
             }
             w.record(&SnapshotRecord::End)?;
-            Ok(w.bytes)
+            Ok((w.bytes, rows))
         })
     }
 

@@ -46,6 +46,12 @@ pub enum Error {
     /// The apply loop has stopped (shutdown or a fatal storage error).
     #[error("store is stopped")]
     Stopped,
+    /// No leader is known right now (an election is under way or a quorum is lost).
+    #[error("no leader")]
+    NoLeader,
+    /// The replication layer failed or timed out; the command's outcome is unknown.
+    #[error("replication failed: {reason}")]
+    Replication { reason: String },
     /// A stored record could not be decoded: the data file is damaged.
     #[error("corrupt record in table {table}")]
     Corrupt { table: &'static str },
@@ -83,5 +89,66 @@ impl<T, E: Into<redb::Error>> StorageContext<T> for std::result::Result<T, E> {
             context,
             source: Box::new(e.into()),
         })
+    }
+}
+
+impl Error {
+    /// The wire form of a deterministic command failure; `None` for local failures
+    /// (storage, I/O, shutdown) that must not be mistaken for an answer.
+    pub fn to_command_error(&self) -> Option<crate::types::CommandError> {
+        use crate::types::CommandError as C;
+        Some(match *self {
+            Error::KeyNotProvided => C::KeyNotProvided,
+            Error::Compacted {
+                requested,
+                compacted,
+            } => C::Compacted {
+                requested,
+                compacted,
+            },
+            Error::FutureRevision { requested, current } => {
+                C::FutureRevision { requested, current }
+            }
+            Error::KeyNotFound => C::KeyNotFound,
+            Error::ValueProvided => C::ValueProvided,
+            Error::LeaseProvided => C::LeaseProvided,
+            Error::TooManyTxnOps { limit } => C::TooManyTxnOps { limit },
+            Error::DuplicateKey => C::DuplicateKey,
+            Error::LeaseNotFound { id } => C::LeaseNotFound { id },
+            Error::LeaseExists { id } => C::LeaseExists { id },
+            Error::LeaseTtlTooLarge { ttl } => C::LeaseTtlTooLarge { ttl },
+            Error::RequestTooLarge { size, limit } => C::RequestTooLarge { size, limit },
+            Error::NoSpace => C::NoSpace,
+            _ => return None,
+        })
+    }
+}
+
+impl From<crate::types::CommandError> for Error {
+    fn from(e: crate::types::CommandError) -> Self {
+        use crate::types::CommandError as C;
+        match e {
+            C::KeyNotProvided => Error::KeyNotProvided,
+            C::Compacted {
+                requested,
+                compacted,
+            } => Error::Compacted {
+                requested,
+                compacted,
+            },
+            C::FutureRevision { requested, current } => {
+                Error::FutureRevision { requested, current }
+            }
+            C::KeyNotFound => Error::KeyNotFound,
+            C::ValueProvided => Error::ValueProvided,
+            C::LeaseProvided => Error::LeaseProvided,
+            C::TooManyTxnOps { limit } => Error::TooManyTxnOps { limit },
+            C::DuplicateKey => Error::DuplicateKey,
+            C::LeaseNotFound { id } => Error::LeaseNotFound { id },
+            C::LeaseExists { id } => Error::LeaseExists { id },
+            C::LeaseTtlTooLarge { ttl } => Error::LeaseTtlTooLarge { ttl },
+            C::RequestTooLarge { size, limit } => Error::RequestTooLarge { size, limit },
+            C::NoSpace => Error::NoSpace,
+        }
     }
 }

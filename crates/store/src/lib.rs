@@ -12,7 +12,9 @@ mod backend;
 mod engine;
 mod error;
 pub mod lease;
+
 mod mvcc;
+pub mod raft;
 mod store;
 mod types;
 pub mod watch;
@@ -22,6 +24,6 @@ pub use error::{Error, Result};
 pub use mvcc::apply::{LeaseChange, MAX_LEASE_TTL};
 pub use mvcc::keys::KeyRange;
 pub use mvcc::txn::MAX_TXN_OPS;
-pub use store::{Store, StoreConfig, WriteStats};
+pub use store::{ProposeFuture, Proposer, Shared, Store, StoreConfig, WriteStats};
 pub use types::*;
 pub use watch::Hub;

@@ -9,10 +9,16 @@
 //! Concurrent writers share a commit: the writer drains everything queued while the previous
 //! fsync ran, so under load one fsync acknowledges many writes, and a reply is only sent once
 //! its write is durable.
+//!
+//! Where commands go is a [`Proposer`]: the local writer thread above for a single member,
+//! or the replication layer (Raft) for a cluster, whose state machine applies committed
+//! commands through the same [`Shared::apply`] path on every member.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -85,17 +91,128 @@ struct Proposal {
     reply: oneshot::Sender<Result<CommandResponse>>,
 }
 
-struct Inner {
+/// A future returned by a [`Proposer`].
+pub type ProposeFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
+
+/// Where commands go to be ordered, made durable and applied.
+///
+/// # Correctness
+/// `propose` resolves only after the command is durable and applied on this member (its
+/// effects are visible to reads here); `read_barrier` resolves once a read served locally
+/// right after it is linearizable.
+pub trait Proposer: Send + Sync + 'static {
+    fn propose(&self, cmd: Command) -> ProposeFuture<CommandResponse>;
+    fn read_barrier(&self) -> ProposeFuture<()>;
+    /// A lease keep-alive, served where lease deadlines are kept (the leader).
+    fn keep_alive(&self, id: i64) -> ProposeFuture<i64>;
+    /// Whether this member decides lease expiry.
+    fn is_leader(&self) -> bool;
+}
+
+/// What the write path and the read path share: the engine, the watch hub, lease deadlines
+/// and the write counters.
+pub struct Shared {
     engine: Arc<Engine>,
     hub: Arc<Hub>,
-    lessor: Arc<Mutex<Lessor>>,
-    proposals: Mutex<Option<mpsc::Sender<Proposal>>>,
+    lessor: Mutex<Lessor>,
+    db_size: AtomicU64,
+    no_space: AtomicBool,
+    counters: Counters,
+    db_path: PathBuf,
+}
+
+impl Shared {
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Renews a lease's deadline here; the lease's TTL, or 0 if unknown.
+    pub fn renew_lease(&self, id: i64) -> i64 {
+        lock(&self.lessor).renew(id, Instant::now()).unwrap_or(0)
+    }
+
+    /// Applies a batch through the engine with `durability`, also writing `replication`
+    /// rows, then publishes its events and updates lease deadlines and counters. Returns
+    /// one result per command.
+    pub fn apply(
+        &self,
+        cmds: &[&Command],
+        durability: Durability,
+        replication: &[(&str, &[u8])],
+    ) -> Result<Vec<Result<CommandResponse>>> {
+        let touches_alarms = cmds.iter().any(|c| matches!(c, Command::Alarm { .. }));
+        let started = Instant::now();
+        let result = self.engine.apply_batch_with(cmds, durability, replication);
+        self.counters
+            .commit_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let BatchResult {
+            responses,
+            revision,
+            compacted,
+            events,
+            lease_changes,
+        } = result?;
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .proposals
+            .fetch_add(cmds.len() as u64, Ordering::Relaxed);
+        {
+            let mut lessor = lock(&self.lessor);
+            let now = Instant::now();
+            for change in lease_changes {
+                match change {
+                    LeaseChange::Granted { id, ttl } => lessor.track(id, ttl, now),
+                    LeaseChange::Revoked { id } => lessor.forget(id),
+                }
+            }
+        }
+        if let Ok(meta) = std::fs::metadata(&self.db_path) {
+            self.db_size.store(meta.len(), Ordering::Release);
+        }
+        if touches_alarms && let Ok(alarms) = self.engine.alarms() {
+            let raised = alarms.iter().any(|(_, a)| *a == AlarmType::NoSpace);
+            self.no_space.store(raised, Ordering::Release);
+        }
+        self.hub.publish(revision, compacted, events);
+        Ok(responses)
+    }
+
+    /// After the whole state was replaced (a snapshot was installed): reload what is kept
+    /// in memory and let watchers catch up from the new history.
+    pub fn reload(&self) -> Result<()> {
+        let (revision, compacted) = self.engine.revisions()?;
+        let mut lessor = lock(&self.lessor);
+        *lessor = Lessor::default();
+        let now = Instant::now();
+        for (id, ttl) in self.engine.leases()? {
+            lessor.track(id, ttl, now);
+        }
+        drop(lessor);
+        let raised = self
+            .engine
+            .alarms()?
+            .iter()
+            .any(|(_, a)| *a == AlarmType::NoSpace);
+        self.no_space.store(raised, Ordering::Release);
+        self.hub.publish(revision, compacted, Vec::new());
+        Ok(())
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    proposer: OnceLock<Arc<dyn Proposer>>,
+    /// The local writer thread and its queue, when this store is not replicated. Closing
+    /// the queue (taking the sender) stops the thread once the queue is drained.
     writer: Mutex<Option<JoinHandle<()>>>,
-    db_size: Arc<AtomicU64>,
+    local_queue: Arc<Mutex<Option<mpsc::Sender<Proposal>>>>,
     /// Last measurement of the bytes in use, for quota checks.
     in_use: Mutex<Option<(Instant, u64)>>,
-    no_space: Arc<AtomicBool>,
-    counters: Arc<Counters>,
     config: StoreConfig,
 }
 
@@ -106,17 +223,38 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store in `config.data_dir` and starts its writer thread and lease expiry
-    /// task. Must be called inside a tokio runtime.
+    /// Opens a single-member store in `config.data_dir`: commands are applied by a local
+    /// writer thread with group commit. Must be called inside a tokio runtime.
     pub fn open(config: StoreConfig) -> Result<Store> {
+        let store = Store::open_unstarted(config)?;
+        let (tx, rx) = mpsc::channel(MAX_BATCH);
+        let shared = store.inner.shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("stead-writer".into())
+            .spawn(move || Writer { shared }.run(rx))
+            .map_err(|source| Error::Io {
+                context: "starting the writer thread",
+                source,
+            })?;
+        *lock(&store.inner.writer) = Some(handle);
+        *lock(&store.inner.local_queue) = Some(tx);
+        store.set_proposer(Arc::new(LocalProposer {
+            queue: store.inner.local_queue.clone(),
+            shared: store.inner.shared.clone(),
+        }));
+        Ok(store)
+    }
+
+    /// Opens the store without a proposer; the replication layer supplies one with
+    /// [`Store::set_proposer`] and applies committed commands through [`Store::shared`].
+    /// Must be called inside a tokio runtime.
+    pub fn open_unstarted(config: StoreConfig) -> Result<Store> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
             context: "creating the data directory",
             source,
         })?;
-        let engine = Arc::new(Engine::open(
-            &config.data_dir.join("stead.redb"),
-            &config.engine,
-        )?);
+        let db_path = config.data_dir.join("stead.redb");
+        let engine = Arc::new(Engine::open(&db_path, &config.engine)?);
         let (revision, compacted) = engine.revisions()?;
         let hub = Arc::new(Hub::new(revision, compacted));
 
@@ -126,45 +264,27 @@ impl Store {
         for (id, ttl) in engine.leases()? {
             lessor.track(id, ttl, now);
         }
-        let lessor = Arc::new(Mutex::new(lessor));
-        let no_space = Arc::new(AtomicBool::new(
-            engine
-                .alarms()?
-                .iter()
-                .any(|(_, a)| *a == AlarmType::NoSpace),
-        ));
-        let db_size = Arc::new(AtomicU64::new(engine.size()?.0));
-
-        let counters = Arc::new(Counters::default());
-        let (tx, rx) = mpsc::channel(MAX_BATCH);
-        let writer = Writer {
-            counters: counters.clone(),
-            engine: engine.clone(),
-            hub: hub.clone(),
-            lessor: lessor.clone(),
-            db_size: db_size.clone(),
-            no_space: no_space.clone(),
-            db_path: config.data_dir.join("stead.redb"),
-        };
-        let handle = std::thread::Builder::new()
-            .name("stead-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|source| Error::Io {
-                context: "starting the writer thread",
-                source,
-            })?;
-
+        let no_space = engine
+            .alarms()?
+            .iter()
+            .any(|(_, a)| *a == AlarmType::NoSpace);
+        let db_size = engine.size()?.0;
+        let shared = Arc::new(Shared {
+            engine,
+            hub,
+            lessor: Mutex::new(lessor),
+            db_size: AtomicU64::new(db_size),
+            no_space: AtomicBool::new(no_space),
+            counters: Counters::default(),
+            db_path,
+        });
         let store = Store {
             inner: Arc::new(Inner {
-                engine,
-                hub,
-                lessor,
-                proposals: Mutex::new(Some(tx)),
-                writer: Mutex::new(Some(handle)),
-                db_size,
+                shared,
+                proposer: OnceLock::new(),
+                writer: Mutex::new(None),
+                local_queue: Arc::new(Mutex::new(None)),
                 in_use: Mutex::new(None),
-                no_space,
-                counters,
                 config,
             }),
         };
@@ -172,28 +292,43 @@ impl Store {
         Ok(store)
     }
 
+    /// Installs where commands go; only the first call takes effect.
+    pub fn set_proposer(&self, proposer: Arc<dyn Proposer>) {
+        let _ = self.inner.proposer.set(proposer);
+    }
+
+    fn proposer(&self) -> Result<&Arc<dyn Proposer>> {
+        self.inner.proposer.get().ok_or(Error::Stopped)
+    }
+
+    /// The part shared with the replication layer's state machine.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
     /// Stops accepting writes, waits for queued ones to finish and joins the writer thread.
     pub fn shutdown(&self) {
-        lock(&self.inner.proposals).take();
+        lock(&self.inner.local_queue).take();
         if let Some(handle) = lock(&self.inner.writer).take() {
             let _ = handle.join();
         }
     }
 
     pub fn hub(&self) -> &Hub {
-        &self.inner.hub
+        &self.inner.shared.hub
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.inner.engine
+        &self.inner.shared.engine
     }
 
     /// Counters of the write path (group commit at work).
     pub fn write_stats(&self) -> WriteStats {
+        let c = &self.inner.shared.counters;
         WriteStats {
-            commits: self.inner.counters.commits.load(Ordering::Relaxed),
-            proposals: self.inner.counters.proposals.load(Ordering::Relaxed),
-            commit_nanos: self.inner.counters.commit_nanos.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+            proposals: c.proposals.load(Ordering::Relaxed),
+            commit_nanos: c.commit_nanos.load(Ordering::Relaxed),
         }
     }
 
@@ -204,12 +339,7 @@ impl Store {
     /// Proposes a command and waits until it is applied and durable.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResponse> {
         self.check_quota(&cmd).await?;
-        let tx = lock(&self.inner.proposals).clone().ok_or(Error::Stopped)?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(Proposal { cmd, reply })
-            .await
-            .map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)?
+        self.proposer()?.propose(cmd).await
     }
 
     async fn check_quota(&self, cmd: &Command) -> Result<()> {
@@ -221,24 +351,20 @@ impl Store {
         if !grows {
             return Ok(());
         }
-        if self.inner.no_space.load(Ordering::Acquire) {
+        if self.inner.shared.no_space.load(Ordering::Acquire) {
             return Err(Error::NoSpace);
         }
         // The file grows in large steps; only when it is past the quota is the (slower)
         // count of pages actually in use taken, and that decides.
         let quota = self.inner.config.quota_bytes;
-        if self.inner.db_size.load(Ordering::Acquire) > quota && self.in_use().await? > quota {
+        if self.inner.shared.db_size.load(Ordering::Acquire) > quota && self.in_use().await? > quota
+        {
             let raise = Command::Alarm {
                 activate: true,
                 member: self.member_id(),
                 alarm: AlarmType::NoSpace,
             };
-            let tx = lock(&self.inner.proposals).clone().ok_or(Error::Stopped)?;
-            let (reply, rx) = oneshot::channel();
-            tx.send(Proposal { cmd: raise, reply })
-                .await
-                .map_err(|_| Error::Stopped)?;
-            rx.await.map_err(|_| Error::Stopped)??;
+            self.proposer()?.propose(raise).await?;
             return Err(Error::NoSpace);
         }
         Ok(())
@@ -275,7 +401,8 @@ impl Store {
     /// A txn; read-only ones are served from a snapshot without taking the write path.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if req.is_read_only() {
-            let engine = self.inner.engine.clone();
+            self.proposer()?.read_barrier().await?;
+            let engine = self.engine().clone();
             return blocking(move || engine.read_only_txn(&req)).await;
         }
         match self.propose(Command::Txn(req)).await? {
@@ -320,10 +447,8 @@ impl Store {
     }
 
     /// A keep-alive: the lease's TTL, or 0 if it does not exist.
-    pub fn lease_keep_alive(&self, id: i64) -> i64 {
-        lock(&self.inner.lessor)
-            .renew(id, Instant::now())
-            .unwrap_or(0)
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64> {
+        self.proposer()?.keep_alive(id).await
     }
 
     /// (remaining TTL, lease) or `None` for an unknown lease.
@@ -332,9 +457,9 @@ impl Store {
         id: i64,
         keys: bool,
     ) -> Result<Option<(i64, LeaseInfo)>> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         let info = blocking(move || engine.lease(id, keys)).await?;
-        let remaining = lock(&self.inner.lessor).remaining(id, Instant::now());
+        let remaining = lock(&self.inner.shared.lessor).remaining(id, Instant::now());
         Ok(match (info, remaining) {
             (Some(info), Some(rem)) => Some((rem, info)),
             _ => None,
@@ -342,7 +467,7 @@ impl Store {
     }
 
     pub async fn leases(&self) -> Result<Vec<i64>> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         let leases = blocking(move || engine.leases()).await?;
         Ok(leases.into_iter().map(|(id, _)| id).collect())
     }
@@ -354,29 +479,29 @@ impl Store {
         member: u64,
         alarm: AlarmType,
     ) -> Result<Vec<(u64, AlarmType)>> {
-        let tx = lock(&self.inner.proposals).clone().ok_or(Error::Stopped)?;
-        let (reply, rx) = oneshot::channel();
         let cmd = Command::Alarm {
             activate,
             member,
             alarm,
         };
-        tx.send(Proposal { cmd, reply })
-            .await
-            .map_err(|_| Error::Stopped)?;
-        match rx.await.map_err(|_| Error::Stopped)?? {
+        match self.proposer()?.propose(cmd).await? {
             CommandResponse::Alarm { alarms, .. } => Ok(alarms),
             _ => unreachable!("an alarm command yields an alarm response"),
         }
     }
 
     pub async fn alarms(&self) -> Result<Vec<(u64, AlarmType)>> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         blocking(move || engine.alarms()).await
     }
 
+    /// A Range; unless `serializable`, it waits for the read barrier first, so it sees every
+    /// write acknowledged before it started, on any member.
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
-        let engine = self.inner.engine.clone();
+        if !req.serializable {
+            self.proposer()?.read_barrier().await?;
+        }
+        let engine = self.engine().clone();
         blocking(move || engine.range(&req)).await
     }
 
@@ -386,38 +511,38 @@ impl Store {
         to: i64,
         max_events: usize,
     ) -> Result<Vec<RevisionEvents>> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         blocking(move || engine.read_events(from, to, max_events)).await
     }
 
     pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         blocking(move || engine.hash_kv(revision)).await
     }
 
     /// How many commands have been applied (reported as the raft index).
     pub async fn applied_index(&self) -> Result<i64> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         blocking(move || engine.applied_index()).await
     }
 
     pub async fn hash(&self) -> Result<u32> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         blocking(move || engine.hash()).await
     }
 
     /// (file size, bytes in use).
     pub async fn size(&self) -> Result<(u64, u64)> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         blocking(move || engine.size()).await
     }
 
     pub async fn defragment(&self) -> Result<()> {
-        let engine = self.inner.engine.clone();
-        let size = self.inner.db_size.clone();
+        let engine = self.engine().clone();
+        let shared = self.inner.shared.clone();
         blocking(move || {
             engine.defragment()?;
-            size.store(engine.size()?.0, Ordering::Release);
+            shared.db_size.store(engine.size()?.0, Ordering::Release);
             Ok(())
         })
         .await
@@ -425,7 +550,7 @@ impl Store {
 
     /// A consistent snapshot framed like etcd's (`etcdctl snapshot save` accepts it).
     pub async fn snapshot(&self) -> Result<Vec<u8>> {
-        let engine = self.inner.engine.clone();
+        let engine = self.engine().clone();
         blocking(move || {
             let mut payload = Vec::new();
             engine.write_snapshot(&mut payload)?;
@@ -445,14 +570,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The single-member proposer: the local writer thread.
+struct LocalProposer {
+    queue: Arc<Mutex<Option<mpsc::Sender<Proposal>>>>,
+    shared: Arc<Shared>,
+}
+
+impl Proposer for LocalProposer {
+    fn propose(&self, cmd: Command) -> ProposeFuture<CommandResponse> {
+        let tx = lock(&self.queue).clone();
+        Box::pin(async move {
+            let tx = tx.ok_or(Error::Stopped)?;
+            let (reply, rx) = oneshot::channel();
+            tx.send(Proposal { cmd, reply })
+                .await
+                .map_err(|_| Error::Stopped)?;
+            rx.await.map_err(|_| Error::Stopped)?
+        })
+    }
+
+    fn read_barrier(&self) -> ProposeFuture<()> {
+        // Replies are sent after commit and reads see every commit: nothing to wait for.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn keep_alive(&self, id: i64) -> ProposeFuture<i64> {
+        let ttl = self.shared.renew_lease(id);
+        Box::pin(std::future::ready(Ok(ttl)))
+    }
+
+    fn is_leader(&self) -> bool {
+        true
+    }
+}
+
 struct Writer {
-    counters: Arc<Counters>,
-    engine: Arc<Engine>,
-    hub: Arc<Hub>,
-    lessor: Arc<Mutex<Lessor>>,
-    db_size: Arc<AtomicU64>,
-    no_space: Arc<AtomicBool>,
-    db_path: PathBuf,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
@@ -471,42 +624,8 @@ impl Writer {
 
     fn commit(&self, batch: Vec<Proposal>) {
         let cmds: Vec<&Command> = batch.iter().map(|p| &p.cmd).collect();
-        let touches_alarms = cmds.iter().any(|c| matches!(c, Command::Alarm { .. }));
-        let started = Instant::now();
-        let result = self.engine.apply_batch(&cmds, Durability::Immediate);
-        self.counters
-            .commit_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        match result {
-            Ok(BatchResult {
-                responses,
-                revision,
-                compacted,
-                events,
-                lease_changes,
-            }) => {
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .proposals
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                {
-                    let mut lessor = lock(&self.lessor);
-                    let now = Instant::now();
-                    for change in lease_changes {
-                        match change {
-                            LeaseChange::Granted { id, ttl } => lessor.track(id, ttl, now),
-                            LeaseChange::Revoked { id } => lessor.forget(id),
-                        }
-                    }
-                }
-                if let Ok(meta) = std::fs::metadata(&self.db_path) {
-                    self.db_size.store(meta.len(), Ordering::Release);
-                }
-                if touches_alarms && let Ok(alarms) = self.engine.alarms() {
-                    let raised = alarms.iter().any(|(_, a)| *a == AlarmType::NoSpace);
-                    self.no_space.store(raised, Ordering::Release);
-                }
-                self.hub.publish(revision, compacted, events);
+        match self.shared.apply(&cmds, Durability::Immediate, &[]) {
+            Ok(responses) => {
                 for (p, resp) in batch.into_iter().zip(responses) {
                     let _ = p.reply.send(resp);
                 }
@@ -532,16 +651,19 @@ async fn expire_leases(inner: std::sync::Weak<Inner>) {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         let store = Store { inner };
-        let due = lock(&store.inner.lessor).take_expired(Instant::now());
+        if !store.proposer().is_ok_and(|p| p.is_leader()) {
+            continue;
+        }
+        let due = lock(&store.inner.shared.lessor).take_expired(Instant::now());
         for id in due {
             match store.propose(Command::LeaseRevoke { id }).await {
                 Ok(_) | Err(Error::LeaseNotFound { .. }) => {
-                    lock(&store.inner.lessor).forget(id);
+                    lock(&store.inner.shared.lessor).forget(id);
                 }
                 Err(Error::Stopped) => return,
                 Err(e) => {
                     tracing::warn!(lease = id, error = %e, "revoking an expired lease failed");
-                    lock(&store.inner.lessor).retry(id);
+                    lock(&store.inner.shared.lessor).retry(id);
                 }
             }
         }

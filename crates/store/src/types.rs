@@ -23,7 +23,7 @@ pub enum EventType {
 }
 
 /// One change of one key. A delete's `kv` carries the key and the deletion revision only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventType,
     pub kv: KeyValue,
@@ -31,7 +31,7 @@ pub struct Event {
 }
 
 /// The events of one revision, in the order the request produced them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionEvents {
     pub revision: i64,
     pub events: Vec<Event>,
@@ -74,7 +74,7 @@ pub struct RangeRequest {
     pub max_create_revision: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeResponse {
     /// The store's current revision when the read was served.
     pub revision: i64,
@@ -93,7 +93,7 @@ pub struct PutRequest {
     pub ignore_lease: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutResponse {
     pub revision: i64,
     pub prev_kv: Option<KeyValue>,
@@ -106,7 +106,7 @@ pub struct DeleteRangeRequest {
     pub prev_kv: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteRangeResponse {
     pub revision: i64,
     pub deleted: i64,
@@ -147,7 +147,7 @@ pub enum RequestOp {
     Txn(TxnRequest),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResponseOp {
     Range(RangeResponse),
     Put(PutResponse),
@@ -173,7 +173,7 @@ impl TxnRequest {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnResponse {
     pub revision: i64,
     pub succeeded: bool,
@@ -213,7 +213,7 @@ pub enum Command {
 }
 
 /// The successful outcome of a [`Command`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResponse {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
@@ -233,4 +233,23 @@ pub enum CommandResponse {
         alarms: Vec<(u64, AlarmType)>,
         revision: i64,
     },
+}
+
+/// A command's failure that every member reaches identically (validation against the
+/// replicated state), carried back from whichever member applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandError {
+    KeyNotProvided,
+    Compacted { requested: i64, compacted: i64 },
+    FutureRevision { requested: i64, current: i64 },
+    KeyNotFound,
+    ValueProvided,
+    LeaseProvided,
+    TooManyTxnOps { limit: usize },
+    DuplicateKey,
+    LeaseNotFound { id: i64 },
+    LeaseExists { id: i64 },
+    LeaseTtlTooLarge { ttl: i64 },
+    RequestTooLarge { size: usize, limit: usize },
+    NoSpace,
 }

@@ -39,16 +39,21 @@ impl EtcdApi {
         })
     }
 
-    pub fn lease_keep_alive_pb(
+    pub async fn lease_keep_alive_pb(
         &self,
         req: pb::LeaseKeepAliveRequest,
-    ) -> pb::LeaseKeepAliveResponse {
+    ) -> Result<pb::LeaseKeepAliveResponse, Status> {
         self.metrics().count("LeaseKeepAlive");
-        pb::LeaseKeepAliveResponse {
+        let ttl = self
+            .store()
+            .lease_keep_alive(req.id)
+            .await
+            .map_err(to_status)?;
+        Ok(pb::LeaseKeepAliveResponse {
             header: Some(self.current_header()),
             id: req.id,
-            ttl: self.store().lease_keep_alive(req.id),
-        }
+            ttl,
+        })
     }
 
     pub async fn lease_time_to_live_pb(
@@ -127,7 +132,10 @@ impl pb::lease_server::Lease for EtcdApi {
             .into_inner()
             .take_while(|r| futures::future::ready(r.is_ok()))
             .filter_map(|r| futures::future::ready(r.ok()))
-            .map(move |req| Ok(api.lease_keep_alive_pb(req)));
+            .then(move |req| {
+                let api = api.clone();
+                async move { api.lease_keep_alive_pb(req).await }
+            });
         Ok(Response::new(Box::pin(out)))
     }
 
