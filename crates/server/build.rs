@@ -20,6 +20,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(fds.clone())?;
 
+    let peer_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto/stead");
+    println!(
+        "cargo:rerun-if-changed={}",
+        peer_dir.join("peer.proto").display()
+    );
+    let peer = protox::compile(["peer.proto"], [&peer_dir])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(peer)?;
+
     pbjson_build::Builder::new()
         .register_descriptors(&fds.encode_to_vec())?
         .preserve_proto_field_names()

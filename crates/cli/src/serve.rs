@@ -122,12 +122,6 @@ impl ServeArgs {
                 self.name
             );
         }
-        if initial_cluster.iter().any(|(n, _)| *n != self.name) {
-            bail!(
-                "--initial-cluster lists other members; this build serves single-member \
-                 clusters only"
-            );
-        }
         let client_tls = match (self.cert_file, self.key_file) {
             (Some(cert_file), Some(key_file)) => Some(TlsFiles {
                 cert_file,

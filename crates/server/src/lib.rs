@@ -6,11 +6,13 @@
 //! - [`status`]: the single mapping from store errors to gRPC (and HTTP) errors.
 //! - [`serve`]: listeners (plain or TLS) carrying gRPC and HTTP on the same port.
 
+pub mod cluster;
 pub mod convert;
 pub mod etcd;
 pub mod gateway;
 pub mod metrics;
 pub mod pb;
+pub mod peer;
 pub mod serve;
 pub mod status;
 pub mod tls;

@@ -18,3 +18,7 @@ pub mod etcdserverpb {
 }
 
 pub use etcdserverpb::*;
+
+pub mod steadpeer {
+    tonic::include_proto!("steadpeer");
+}

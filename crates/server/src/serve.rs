@@ -1,6 +1,7 @@
 //! Listening: one port per client URL serving gRPC (HTTP/2) and the JSON gateway
 //! (HTTP/1.1 or HTTP/2) side by side, in plain TCP or TLS.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,14 +11,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use sha2_free::member_id;
+use stead_store::raft::{LogStore, NodeInfo, Raft, StateMachine};
 use stead_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use url::Url;
 
+use crate::cluster::Member;
 use crate::etcd::{EtcdApi, MemberInfo};
 use crate::metrics::Metrics;
 use crate::pb;
+use crate::pb::steadpeer::peer_server::PeerServer;
+use crate::peer::{Channels, MAX_PEER_MESSAGE, Network, PeerService};
 use crate::status::MAX_GRPC_RECV_BYTES;
 use crate::tls::{TlsFiles, acceptor};
 use crate::{ServeError, gateway};
@@ -65,24 +70,60 @@ impl Server {
         let peer_urls: Vec<String> = config
             .initial_advertise_peer_urls
             .iter()
-            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .map(trim_url)
             .collect();
-        let id = member_id(&peer_urls, &config.initial_cluster_token);
-        let cluster_id = member_id(&[id.to_string()], &config.initial_cluster_token);
+        let client_urls: Vec<String> = config
+            .advertise_client_urls
+            .iter()
+            .map(trim_url)
+            .collect();
+        let token = &config.initial_cluster_token;
+        let id = member_id(&peer_urls, token);
+        let mut members: BTreeMap<u64, NodeInfo> = BTreeMap::new();
+        for (name, url) in &config.initial_cluster {
+            let url = trim_url(url);
+            let mine = *name == config.name;
+            members.insert(
+                member_id(std::slice::from_ref(&url), token),
+                NodeInfo {
+                    name: name.clone(),
+                    peer_url: url,
+                    client_urls: if mine {
+                        client_urls.clone()
+                    } else {
+                        Vec::new()
+                    },
+                },
+            );
+        }
+        if !members.contains_key(&id) {
+            return Err(ServeError::Config(format!(
+                "--initial-cluster has no entry for this member's peer URLs {peer_urls:?}"
+            )));
+        }
+        let cluster_id = member_id(
+            &members.keys().map(u64::to_string).collect::<Vec<_>>(),
+            token,
+        );
         let mut store_config = StoreConfig::new(&config.data_dir);
         store_config.quota_bytes = config.quota_backend_bytes;
         store_config.member_id = id;
-        let store = Store::open(store_config).map_err(ServeError::Store)?;
+        let replicated = members.len() > 1 || !config.initial_cluster_state_new;
+
+        let mut tasks = Vec::new();
+        let (store, cluster) = if replicated {
+            let store = Store::open_unstarted(store_config).map_err(ServeError::Store)?;
+            let member = start_member(&config, id, members, &store, &mut tasks).await?;
+            (store, Some(member))
+        } else {
+            (Store::open(store_config).map_err(ServeError::Store)?, None)
+        };
 
         let member = MemberInfo {
             id,
             name: config.name.clone(),
             peer_urls,
-            client_urls: config
-                .advertise_client_urls
-                .iter()
-                .map(|u| u.as_str().trim_end_matches('/').to_string())
-                .collect(),
+            client_urls,
         };
         let metrics = Arc::new(Metrics::default());
         let api = EtcdApi::new(
@@ -91,12 +132,12 @@ impl Server {
             cluster_id,
             config.progress_notify_interval,
             metrics,
+            cluster,
         );
         let app = router(api);
         let tls = config.client_tls.as_ref().map(acceptor).transpose()?;
 
         let mut client_addrs = Vec::new();
-        let mut tasks = Vec::new();
         for url in &config.listen_client_urls {
             let addr = socket_addr(url)?;
             let listener = TcpListener::bind(addr)
@@ -130,6 +171,79 @@ impl Server {
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
     }
+}
+
+fn trim_url(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+/// Starts Raft for this member: its log and state machine, the peer listeners, and (for a
+/// new cluster) the initial membership.
+async fn start_member(
+    config: &ServerConfig,
+    id: u64,
+    members: BTreeMap<u64, NodeInfo>,
+    store: &Store,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<Member, ServeError> {
+    let raft_err = |e: &dyn std::fmt::Display| ServeError::Config(format!("raft: {e}"));
+    let log = LogStore::open(&config.data_dir.join("raft.redb"))
+        .map_err(|e| ServeError::Config(format!("cannot open the raft log: {e}")))?;
+    let sm = StateMachine::new(store.shared().clone(), &config.data_dir)
+        .map_err(|e| ServeError::Config(format!("cannot open the snapshot: {e}")))?;
+    let raft_config = openraft::Config {
+        cluster_name: config.initial_cluster_token.clone(),
+        heartbeat_interval: 100,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        install_snapshot_timeout: 120_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| raft_err(&e))?;
+    let channels = Channels::default();
+    let network = Network {
+        local: id,
+        channels: channels.clone(),
+    };
+    let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
+        .await
+        .map_err(|e| raft_err(&e))?;
+    let member = Member {
+        id,
+        raft: raft.clone(),
+        shared: store.shared().clone(),
+        channels,
+    };
+    let peer = tonic::service::Routes::new(
+        PeerServer::new(PeerService {
+            raft: raft.clone(),
+            leader: Arc::new(member.clone()),
+        })
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE),
+    )
+    .into_axum_router();
+    for url in &config.listen_peer_urls {
+        let addr = socket_addr(url)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        tracing::info!(%addr, "serving peers");
+        tasks.push(tokio::spawn(accept_loop(listener, None, peer.clone())));
+    }
+    if config.initial_cluster_state_new && !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
+        // Every member of a new cluster proposes the same initial membership; whichever
+        // is elected first commits it, the others' identical copies are harmless.
+        if let Err(e) = raft.initialize(members).await {
+            tracing::info!(error = %e, "initial membership already set");
+        }
+    }
+    store.set_proposer(Arc::new(member.clone()));
+    member.watch_leadership();
+    Ok(member)
 }
 
 fn socket_addr(url: &Url) -> Result<SocketAddr, ServeError> {

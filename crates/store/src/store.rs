@@ -130,6 +130,13 @@ impl Shared {
         &self.hub
     }
 
+    /// Gives every lease a full TTL from now: a new leader does not know when its
+    /// predecessor last saw keep-alives, so it must not expire leases early (etcd does the
+    /// same on promotion).
+    pub fn refresh_leases(&self) {
+        lock(&self.lessor).refresh_all(Instant::now());
+    }
+
     /// Renews a lease's deadline here; the lease's TTL, or 0 if unknown.
     pub fn renew_lease(&self, id: i64) -> i64 {
         lock(&self.lessor).renew(id, Instant::now()).unwrap_or(0)

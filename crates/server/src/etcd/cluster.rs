@@ -9,10 +9,29 @@ use crate::pb;
 impl EtcdApi {
     pub fn member_list_pb(&self) -> pb::MemberListResponse {
         self.metrics().count("MemberList");
+        let members = match self.raft_status() {
+            None => vec![self.inner.member.to_pb()],
+            Some(status) => status
+                .members
+                .iter()
+                .map(|(id, node)| {
+                    if *id == self.inner.member.id {
+                        return self.inner.member.to_pb();
+                    }
+                    pb::Member {
+                        id: *id,
+                        name: node.name.clone(),
+                        peer_ur_ls: vec![node.peer_url.clone()],
+                        client_ur_ls: node.client_urls.clone(),
+                        is_learner: status.learners.contains(id),
+                    }
+                })
+                .collect(),
+        };
         pb::MemberListResponse {
             // etcd's cluster responses carry no revision.
             header: Some(self.header(0)),
-            members: vec![self.inner.member.to_pb()],
+            members,
         }
     }
 

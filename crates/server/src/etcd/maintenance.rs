@@ -87,13 +87,17 @@ impl EtcdApi {
             })
             .collect();
         let header = self.current_header();
+        let (leader, raft_index, raft_applied_index) = match self.raft_status() {
+            Some(s) => (s.leader.unwrap_or(0), s.last_log_index, s.applied_index),
+            None => (self.inner.member.id, applied, applied),
+        };
         Ok(pb::StatusResponse {
             version: ETCD_VERSION.to_string(),
             db_size: db_size as i64,
-            leader: self.inner.member.id,
-            raft_index: applied,
+            leader,
+            raft_index,
             raft_term: header.raft_term,
-            raft_applied_index: applied,
+            raft_applied_index,
             errors,
             db_size_in_use: in_use as i64,
             is_learner: false,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use stead_store::Store;
 
+use crate::cluster::{Member, RaftStatus};
 use crate::metrics::Metrics;
 use crate::pb;
 
@@ -45,6 +46,8 @@ impl MemberInfo {
 
 struct Inner {
     store: Store,
+    /// Set when this member is part of a replicated cluster.
+    cluster: Option<Member>,
     member: MemberInfo,
     cluster_id: u64,
     progress_interval: Duration,
@@ -64,10 +67,12 @@ impl EtcdApi {
         cluster_id: u64,
         progress_interval: Duration,
         metrics: Arc<Metrics>,
+        cluster: Option<Member>,
     ) -> Self {
         EtcdApi {
             inner: Arc::new(Inner {
                 store,
+                cluster,
                 member,
                 cluster_id,
                 progress_interval,
@@ -89,8 +94,13 @@ impl EtcdApi {
             cluster_id: self.inner.cluster_id,
             member_id: self.inner.member.id,
             revision,
-            raft_term: RAFT_TERM,
+            raft_term: self.raft_status().map_or(RAFT_TERM, |s| s.term),
         }
+    }
+
+    /// Raft's view, when replicated.
+    pub fn raft_status(&self) -> Option<RaftStatus> {
+        self.inner.cluster.as_ref().map(Member::status)
     }
 
     fn current_header(&self) -> pb::ResponseHeader {

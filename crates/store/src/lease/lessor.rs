@@ -49,6 +49,14 @@ impl Lessor {
         Some(entry.ttl)
     }
 
+    /// Restarts every lease's full TTL from `now`.
+    pub fn refresh_all(&mut self, now: Instant) {
+        for entry in self.leases.values_mut() {
+            entry.deadline = now + secs(entry.ttl);
+            entry.revoking = false;
+        }
+    }
+
     /// Whole seconds left before the lease expires (0 once due), or `None` if unknown.
     pub fn remaining(&self, id: i64, now: Instant) -> Option<i64> {
         let entry = self.leases.get(&id)?;

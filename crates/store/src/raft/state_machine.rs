@@ -25,13 +25,16 @@ use crate::types::Command;
 const APPLIED: &str = "raft.applied";
 const MEMBERSHIP: &str = "raft.membership";
 
+/// A built or installed snapshot: its metadata and payload.
+type CurrentSnapshot = (SnapshotMeta, Arc<Vec<u8>>);
+
 /// Applies committed entries; cheap to clone (the snapshot builder is a clone).
 #[derive(Clone)]
 pub struct StateMachine {
     shared: Arc<Shared>,
     snapshot_path: PathBuf,
     /// The current snapshot, loaded lazily from `snapshot_path`.
-    current: Arc<Mutex<Option<(SnapshotMeta, Arc<Vec<u8>>)>>>,
+    current: Arc<Mutex<Option<CurrentSnapshot>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

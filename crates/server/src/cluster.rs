@@ -1,0 +1,324 @@
+//! A replicated member: the Raft handle wired to the store (as its [`Proposer`]) and to the
+//! peer service (answering what followers forward to the leader).
+//!
+//! - Writes: `client_write` on the leader; a follower forwards the command to the leader.
+//! - Linearizable reads: read-index — the leader confirms its leadership with a quorum and
+//!   names a log index; the member waits until it has applied that far, then reads locally.
+//! - Lease keep-alives go to the leader, which alone decides expiry.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
+use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
+use stead_store::raft::{LogId, NodeInfo, Raft, Reply, decode, encode};
+use stead_store::{Command, CommandResponse, Error, ProposeFuture, Proposer, Shared};
+use tonic::Status;
+
+use crate::pb::steadpeer::Blob;
+use crate::peer::{Channels, LeaderService};
+
+/// How long a request waits for a leader before giving up with "no leader".
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// The replicated member's handles; cheap to clone.
+#[derive(Clone)]
+pub struct Member {
+    pub id: u64,
+    pub raft: Raft,
+    pub shared: Arc<Shared>,
+    pub channels: Channels,
+}
+
+/// A snapshot of what Raft reports, for Status and MemberList.
+#[derive(Debug, Clone)]
+pub struct RaftStatus {
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub members: BTreeMap<u64, NodeInfo>,
+    pub learners: Vec<u64>,
+}
+
+fn reply_to_result(reply: Reply) -> stead_store::Result<CommandResponse> {
+    match reply {
+        Some(Ok(resp)) => Ok(resp),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(Error::Replication {
+            reason: "the entry carried no command".to_string(),
+        }),
+    }
+}
+
+impl Member {
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        RaftStatus {
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            members: membership
+                .nodes()
+                .map(|(id, node)| (*id, node.clone()))
+                .collect(),
+            learners: membership.learner_ids().collect(),
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.state.is_leader()
+    }
+
+    /// The leader's id and peer URL, when one is known and it is not this member.
+    fn remote_leader(&self) -> Option<(u64, String)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let leader = m.current_leader?;
+        if leader == self.id {
+            return None;
+        }
+        let node = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node.peer_url))
+    }
+
+    async fn wait_for_leader(&self, deadline: Instant) -> stead_store::Result<()> {
+        if Instant::now() >= deadline {
+            return Err(Error::NoLeader);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+
+    async fn propose_cmd(&self, cmd: Command) -> stead_store::Result<CommandResponse> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            if self.is_leader() {
+                match self.raft.client_write(cmd.clone()).await {
+                    Ok(resp) => return reply_to_result(resp.data),
+                    Err(e) if e.forward_to_leader().is_some() => {}
+                    Err(e) => {
+                        return Err(Error::Replication {
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            } else if let Some((_, url)) = self.remote_leader() {
+                let mut client = self.channels.get(&url).map_err(|e| Error::Replication {
+                    reason: e.message().to_string(),
+                })?;
+                let body = encode(&cmd).map_err(|e| Error::Replication {
+                    reason: e.to_string(),
+                })?;
+                match client.propose(Blob { data: body }).await {
+                    Ok(resp) => {
+                        let result: Result<CommandResponse, stead_store::CommandError> =
+                            decode(&resp.get_ref().data).map_err(|e| Error::Replication {
+                                reason: e.to_string(),
+                            })?;
+                        return result.map_err(Error::from);
+                    }
+                    // The member we asked was not (or no longer) the leader: nothing was
+                    // proposed, so asking again is safe.
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                    Err(s)
+                        if s.code() == tonic::Code::Unavailable
+                            && s.message().contains("tcp connect") => {}
+                    Err(s) => {
+                        return Err(Error::Replication {
+                            reason: s.message().to_string(),
+                        });
+                    }
+                }
+            }
+            self.wait_for_leader(deadline).await?;
+        }
+    }
+
+    async fn barrier(&self) -> stead_store::Result<()> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            if self.is_leader() {
+                match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.forward_to_leader().is_some() => {}
+                    Err(e) => {
+                        return Err(Error::Replication {
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            } else if let Some((leader, url)) = self.remote_leader() {
+                let mut client = self.channels.get(&url).map_err(|e| Error::Replication {
+                    reason: e.message().to_string(),
+                })?;
+                match client.read_index(Blob::default()).await {
+                    Ok(resp) => {
+                        let log_id: LogId =
+                            decode(&resp.get_ref().data).map_err(|e| Error::Replication {
+                                reason: e.to_string(),
+                            })?;
+                        let wait = deadline.saturating_duration_since(Instant::now());
+                        let linearizer =
+                            Linearizer::new(leader, ReadLogId::from_log_id(log_id), None);
+                        return match linearizer.try_await_ready(&self.raft, Some(wait)).await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(_)) => Err(Error::Replication {
+                                reason: "timed out applying up to the read index".to_string(),
+                            }),
+                            Err(e) => Err(Error::Replication {
+                                reason: e.to_string(),
+                            }),
+                        };
+                    }
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                    Err(s) => {
+                        return Err(Error::Replication {
+                            reason: s.message().to_string(),
+                        });
+                    }
+                }
+            }
+            self.wait_for_leader(deadline).await?;
+        }
+    }
+
+    async fn keep_alive_at_leader(&self, id: i64) -> stead_store::Result<i64> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            if self.is_leader() {
+                return Ok(self.shared.renew_lease(id));
+            }
+            if let Some((_, url)) = self.remote_leader() {
+                let mut client = self.channels.get(&url).map_err(|e| Error::Replication {
+                    reason: e.message().to_string(),
+                })?;
+                let body = encode(&id).map_err(|e| Error::Replication {
+                    reason: e.to_string(),
+                })?;
+                match client.keep_alive(Blob { data: body }).await {
+                    Ok(resp) => {
+                        return decode(&resp.get_ref().data).map_err(|e| Error::Replication {
+                            reason: e.to_string(),
+                        });
+                    }
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                    Err(s) => {
+                        return Err(Error::Replication {
+                            reason: s.message().to_string(),
+                        });
+                    }
+                }
+            }
+            self.wait_for_leader(deadline).await?;
+        }
+    }
+
+    /// Refreshes lease deadlines whenever this member becomes the leader.
+    pub fn watch_leadership(&self) {
+        let member = self.clone();
+        tokio::spawn(async move {
+            let mut metrics = member.raft.metrics();
+            let mut was_leader = false;
+            loop {
+                let leader = metrics.borrow_watched().state.is_leader();
+                if leader && !was_leader {
+                    member.shared.refresh_leases();
+                }
+                was_leader = leader;
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+impl Proposer for Member {
+    fn propose(&self, cmd: Command) -> ProposeFuture<CommandResponse> {
+        let member = self.clone();
+        Box::pin(async move { member.propose_cmd(cmd).await })
+    }
+
+    fn read_barrier(&self) -> ProposeFuture<()> {
+        let member = self.clone();
+        Box::pin(async move { member.barrier().await })
+    }
+
+    fn keep_alive(&self, id: i64) -> ProposeFuture<i64> {
+        let member = self.clone();
+        Box::pin(async move { member.keep_alive_at_leader(id).await })
+    }
+
+    fn is_leader(&self) -> bool {
+        Member::is_leader(self)
+    }
+}
+
+fn not_leader() -> Status {
+    Status::failed_precondition("etcdserver: not leader")
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+impl LeaderService for Member {
+    fn propose(
+        &self,
+        cmd: Blob,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Blob, Status>> + Send>> {
+        let member = self.clone();
+        Box::pin(async move {
+            let cmd: Command = decode(&cmd.data).map_err(internal)?;
+            match member.raft.client_write(cmd).await {
+                Ok(resp) => {
+                    let result = match reply_to_result(resp.data) {
+                        Ok(r) => Ok(r),
+                        Err(e) => Err(e.to_command_error().ok_or_else(|| internal(&e))?),
+                    };
+                    Ok(Blob {
+                        data: encode(&result).map_err(internal)?,
+                    })
+                }
+                Err(e) if e.forward_to_leader().is_some() => Err(not_leader()),
+                Err(e) => Err(Status::unavailable(e.to_string())),
+            }
+        })
+    }
+
+    fn read_index(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Blob, Status>> + Send>> {
+        let member = self.clone();
+        Box::pin(async move {
+            match member.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+                Ok(l) => Ok(Blob {
+                    data: encode(l.read_log_id().log_id()).map_err(internal)?,
+                }),
+                Err(e) if e.forward_to_leader().is_some() => Err(not_leader()),
+                Err(e) => Err(Status::unavailable(e.to_string())),
+            }
+        })
+    }
+
+    fn keep_alive(
+        &self,
+        id: Blob,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Blob, Status>> + Send>> {
+        let member = self.clone();
+        Box::pin(async move {
+            if !Member::is_leader(&member) {
+                return Err(not_leader());
+            }
+            let id: i64 = decode(&id.data).map_err(internal)?;
+            Ok(Blob {
+                data: encode(&member.shared.renew_lease(id)).map_err(internal)?,
+            })
+        })
+    }
+}
