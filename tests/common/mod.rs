@@ -106,7 +106,14 @@ pub(crate) fn start_stead_on(data_dir: &Path, port: u16, peer: u16, extra: &[&st
         .args(["--advertise-client-urls", &client])
         .args(["--listen-peer-urls", &peer_url])
         .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("default={peer_url}")])
+        .args(if extra.contains(&"--initial-cluster") {
+            Vec::new()
+        } else {
+            vec![
+                "--initial-cluster".to_string(),
+                format!("default={peer_url}"),
+            ]
+        })
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -210,4 +217,59 @@ pub(crate) fn etcdctl_for(endpoint: &str, args: &[&str], dur: Duration) -> Strin
     let _ = child.kill();
     let out = child.wait_with_output().expect("etcdctl output");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A cluster of `stead serve` members on loopback, all started with the same
+/// `--initial-cluster`.
+pub(crate) struct Cluster {
+    pub(crate) members: Vec<Option<Proc>>,
+    pub(crate) dirs: Vec<PathBuf>,
+    pub(crate) ports: Vec<(u16, u16)>,
+    initial_cluster: String,
+}
+
+impl Cluster {
+    pub(crate) fn start(root: &Path, n: usize) -> Cluster {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("m{i}"))).collect();
+        let mut cluster = Cluster {
+            members: (0..n).map(|_| None).collect(),
+            dirs,
+            ports,
+            initial_cluster,
+        };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster
+    }
+
+    /// Starts (or restarts, with its data) member `i`.
+    pub(crate) fn restart(&mut self, i: usize) {
+        let (client, peer) = self.ports[i];
+        let name = format!("m{i}");
+        let proc = start_stead_on(
+            &self.dirs[i],
+            client,
+            peer,
+            &["--name", &name, "--initial-cluster", &self.initial_cluster],
+        );
+        self.members[i] = Some(proc);
+    }
+
+    pub(crate) fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].take() {
+            p.kill();
+        }
+    }
+
+    pub(crate) fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i].0)
+    }
 }
