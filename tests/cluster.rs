@@ -214,3 +214,147 @@ async fn killing_the_leader_under_write_load_loses_no_acknowledged_write() {
         elected_after
     );
 }
+
+/// The member id `member list` prints for a member (hex), found by its peer URL.
+fn member_id_hex(endpoint: &str, peer_url: &str) -> String {
+    let list = ctl_ok(endpoint, &["member", "list"]);
+    list.lines()
+        .find(|l| l.contains(peer_url))
+        .and_then(|l| l.split(',').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{peer_url} not in member list:\n{list}"))
+}
+
+/// Waits until member `i` serves `key` with `value` from its own state.
+async fn wait_for_value(cluster: &Cluster, i: usize, key: &str, value: &str, within: Duration) {
+    let until = Instant::now() + within;
+    let mut kv = KvClient::new(channel(&cluster.endpoint(i)).await);
+    loop {
+        let got = kv
+            .range(pb::RangeRequest {
+                key: key.as_bytes().to_vec(),
+                serializable: true,
+                ..Default::default()
+            })
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().kvs.into_iter().next())
+            .map(|kv| kv.value);
+        if got.as_deref() == Some(value.as_bytes()) {
+            return;
+        }
+        assert!(Instant::now() < until, "member {i} never got {key}={value}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_is_added_promoted_and_another_member_removed_while_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(dir.path(), 3);
+    leader(&cluster, Duration::from_secs(20)).await;
+    ctl_ok(&cluster.endpoint(0), &["put", "before", "1"]);
+
+    // Add a fourth member as a learner, then start it: it catches up and serves reads.
+    let i = cluster.reserve(dir.path());
+    let out = ctl_ok(
+        &cluster.endpoint(0),
+        &[
+            "member",
+            "add",
+            &format!("m{i}"),
+            "--learner",
+            &format!("--peer-urls={}", cluster.peer_url(i)),
+        ],
+    );
+    assert!(out.contains("added to cluster"), "{out}");
+    cluster.start_joining(i);
+    wait_for_value(&cluster, i, "before", "1", Duration::from_secs(20)).await;
+    let status = ctl_ok(&cluster.endpoint(i), &["endpoint", "status", "-w", "json"]);
+    assert!(status.contains("\"isLearner\":true"), "{status}");
+
+    let new_id = member_id_hex(&cluster.endpoint(0), &cluster.peer_url(i));
+    let out = ctl_ok(&cluster.endpoint(1), &["member", "promote", &new_id]);
+    assert!(out.contains("promoted"), "{out}");
+
+    // Remove member 2 (through member 1), then stop it.
+    let gone = member_id_hex(&cluster.endpoint(0), &cluster.peer_url(2));
+    let out = ctl_ok(&cluster.endpoint(1), &["member", "remove", &gone]);
+    assert!(out.contains("removed"), "{out}");
+    cluster.kill(2);
+    let list = ctl_ok(&cluster.endpoint(0), &["member", "list"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(!list.contains(&cluster.peer_url(2)), "{list}");
+
+    // Move leadership to the new member; the cluster keeps serving writes everywhere.
+    let leader_i = leader(&cluster, Duration::from_secs(10)).await;
+    let all = format!("{},{}", cluster.endpoint(leader_i), cluster.endpoint(i));
+    let out = ctl_ok(&all, &["move-leader", &new_id]);
+    assert!(out.contains("Leadership transferred"), "{out}");
+    assert_eq!(leader(&cluster, Duration::from_secs(10)).await, i);
+    for j in [0, 1, i] {
+        ctl_ok(&cluster.endpoint(j), &["put", &format!("after{j}"), "ok"]);
+        let got = ctl_ok(
+            &cluster.endpoint(0),
+            &["get", &format!("after{j}"), "--print-value-only"],
+        );
+        assert_eq!(got.trim(), "ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_missed_purged_log_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start_with(
+        dir.path(),
+        3,
+        &[
+            "--snapshot-count",
+            "50",
+            "--experimental-snapshot-catchup-entries",
+            "5",
+        ],
+    );
+    leader(&cluster, Duration::from_secs(20)).await;
+    let down = 2;
+    cluster.kill(down);
+    let leader_i = leader(&cluster, Duration::from_secs(10)).await;
+    let mut kv = KvClient::new(channel(&cluster.endpoint(leader_i)).await);
+    for i in 0..300 {
+        kv.put(pb::PutRequest {
+            key: format!("s{i:04}").into_bytes(),
+            value: format!("v{i}").into_bytes(),
+            ..Default::default()
+        })
+        .await
+        .expect("put while a member is down");
+    }
+    // The log the stopped member needs is gone from the others by now.
+    let snapshot = cluster.dirs[leader_i].join("snapshot.bin");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !snapshot.exists() {
+        assert!(Instant::now() < until, "no snapshot was taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.restart(down);
+    wait_for_value(&cluster, down, "s0299", "v299", Duration::from_secs(30)).await;
+    wait_for_value(&cluster, down, "s0000", "v0", Duration::from_secs(5)).await;
+    assert!(
+        cluster.dirs[down].join("snapshot.bin").exists(),
+        "the member caught up without installing a snapshot"
+    );
+    let mut hashes = Vec::new();
+    for i in 0..3 {
+        let mut m = MaintenanceClient::new(channel(&cluster.endpoint(i)).await);
+        let h = m
+            .hash_kv(pb::HashKvRequest { revision: 301 })
+            .await
+            .expect("hashkv")
+            .into_inner();
+        hashes.push(h.hash);
+    }
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "HashKV differs: {hashes:?}"
+    );
+}

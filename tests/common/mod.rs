@@ -226,10 +226,16 @@ pub(crate) struct Cluster {
     pub(crate) dirs: Vec<PathBuf>,
     pub(crate) ports: Vec<(u16, u16)>,
     initial_cluster: String,
+    extra: Vec<String>,
 }
 
 impl Cluster {
     pub(crate) fn start(root: &Path, n: usize) -> Cluster {
+        Cluster::start_with(root, n, &[])
+    }
+
+    /// A cluster whose members all get `extra` flags.
+    pub(crate) fn start_with(root: &Path, n: usize, extra: &[&str]) -> Cluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial_cluster = ports
             .iter()
@@ -243,6 +249,7 @@ impl Cluster {
             dirs,
             ports,
             initial_cluster,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
             cluster.restart(i);
@@ -254,12 +261,9 @@ impl Cluster {
     pub(crate) fn restart(&mut self, i: usize) {
         let (client, peer) = self.ports[i];
         let name = format!("m{i}");
-        let proc = start_stead_on(
-            &self.dirs[i],
-            client,
-            peer,
-            &["--name", &name, "--initial-cluster", &self.initial_cluster],
-        );
+        let mut args = vec!["--name", &name, "--initial-cluster", &self.initial_cluster];
+        args.extend(self.extra.iter().map(String::as_str));
+        let proc = start_stead_on(&self.dirs[i], client, peer, &args);
         self.members[i] = Some(proc);
     }
 
@@ -267,6 +271,39 @@ impl Cluster {
         if let Some(mut p) = self.members[i].take() {
             p.kill();
         }
+    }
+
+    /// Reserves ports and a data directory for a new member (not started; announce it
+    /// with `member add`, then start it with [`Cluster::start_joining`]); returns its index.
+    pub(crate) fn reserve(&mut self, root: &Path) -> usize {
+        let i = self.members.len();
+        let (client, peer) = (free_port(), free_port());
+        self.ports.push((client, peer));
+        self.dirs.push(root.join(format!("m{i}")));
+        self.members.push(None);
+        self.initial_cluster
+            .push_str(&format!(",m{i}=http://127.0.0.1:{peer}"));
+        i
+    }
+
+    /// Starts a reserved member with `--initial-cluster-state existing`.
+    pub(crate) fn start_joining(&mut self, i: usize) {
+        let (client, peer) = self.ports[i];
+        let name = format!("m{i}");
+        let mut args = vec![
+            "--name",
+            &name,
+            "--initial-cluster",
+            &self.initial_cluster,
+            "--initial-cluster-state",
+            "existing",
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        self.members[i] = Some(start_stead_on(&self.dirs[i], client, peer, &args));
+    }
+
+    pub(crate) fn peer_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i].1)
     }
 
     pub(crate) fn endpoint(&self, i: usize) -> String {

@@ -1,30 +1,42 @@
 //! stead's resource model: typed objects with desired state (spec) and actual state (status).
 //!
-//! This crate is pure (no tokio, tonic or redb). It currently defines the storage key layout
-//! that every resource uses; the object model grows here.
+//! This crate is pure (no tokio, tonic, redb or I/O) — the rules the REST server applies to
+//! every write, testable on their own:
+//!
+//! ```text
+//!  YAML manifest ─► yaml::load_documents ─► DynamicObject
+//!                                              │ KindRegistry::lookup_object (apiVersion/kind)
+//!                                              ▼
+//!  create / update / patch / apply ─► patch::*, apply::* ─► lifecycle::prepare_* ─► Kind::validate
+//!                                                                   │
+//!                                     storage_key(...) + JSON ◄─────┘  (the server writes it)
+//! ```
+//!
+//! - [`meta`]: `TypeMeta`, `ObjectMeta`, group/version/kind, timestamps, naming rules;
+//! - [`Resource`] for Rust kinds, [`DynamicObject`] for any kind, [`kinds`] built in;
+//! - [`registry`]: kinds from Rust types and CustomResourceDefinitions; [`schema`]: validation;
+//! - [`patch`]: JSON merge patch and JSON patch; [`apply`]: server-side apply and field managers;
+//! - [`selector`]: label and field selectors; [`yaml`]: multi-document manifests;
+//! - [`lifecycle`]: create/update/status/delete rules (uid, generation, finalizers, no-ops).
 
-/// The etcd key under which a resource is stored:
-/// `/registry/<group>/<plural>/<namespace>/<name>` (cluster-scoped kinds omit the namespace).
-pub fn storage_key(group: &str, plural: &str, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) => format!("/registry/{group}/{plural}/{ns}/{name}"),
-        None => format!("/registry/{group}/{plural}/{name}"),
-    }
-}
+pub mod apply;
+mod dynamic;
+mod json;
+pub mod kinds;
+pub mod lifecycle;
+pub mod meta;
+pub mod patch;
+pub mod registry;
+mod resource;
+pub mod schema;
+pub mod selector;
+pub mod yaml;
 
-#[cfg(test)]
-mod tests {
-    use super::storage_key;
-
-    #[test]
-    fn namespaced_and_cluster_scoped_keys_follow_the_registry_layout() {
-        assert_eq!(
-            storage_key("stead.dev", "processsets", Some("default"), "web"),
-            "/registry/stead.dev/processsets/default/web"
-        );
-        assert_eq!(
-            storage_key("stead.dev", "namespaces", None, "default"),
-            "/registry/stead.dev/namespaces/default"
-        );
-    }
-}
+pub use dynamic::{DynamicObject, ObjectError};
+pub use meta::{
+    GroupKind, GroupVersion, GroupVersionKind, GroupVersionResource, ObjectMeta, OwnerReference,
+    Timestamp, TypeMeta,
+};
+pub use registry::{CustomResourceDefinition, Kind, KindRegistry, KindVersion, RegistryError};
+pub use resource::{Resource, Scope, storage_key, storage_prefix};
+pub use schema::{FieldIssue, NameRule, SchemaValidator, ValidationErrors, validate_metadata};

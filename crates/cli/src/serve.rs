@@ -64,6 +64,12 @@ pub(crate) struct ServeArgs {
     /// Backend size (bytes) above which writes are refused with the NOSPACE alarm.
     #[arg(long, default_value_t = 2 << 30)]
     quota_backend_bytes: u64,
+    /// Applied entries between Raft snapshots; the log behind a snapshot is then purged.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// Log entries kept behind a snapshot so that slow followers catch up from the log.
+    #[arg(long = "experimental-snapshot-catchup-entries", default_value_t = 1000)]
+    snapshot_catchup_entries: u64,
     /// Interval of watch progress notifications (e.g. 10m, 30s, 500ms).
     #[arg(long = "experimental-watch-progress-notify-interval", default_value = "10m", value_parser = parse_duration)]
     progress_notify_interval: Duration,
@@ -157,6 +163,8 @@ impl ServeArgs {
             initial_cluster_token: self.initial_cluster_token,
             client_tls,
             quota_backend_bytes: self.quota_backend_bytes,
+            snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
             progress_notify_interval: self.progress_notify_interval,
         })
     }

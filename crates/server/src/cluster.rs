@@ -23,6 +23,31 @@ use crate::peer::{Channels, LeaderService};
 /// How long a request waits for a leader before giving up with "no leader".
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
+/// A membership change, as etcd's Cluster API asks for it; carried to the leader.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum MemberChange {
+    Add {
+        id: u64,
+        node: NodeInfo,
+        learner: bool,
+    },
+    Promote {
+        id: u64,
+    },
+    Remove {
+        id: u64,
+    },
+    Update {
+        id: u64,
+        peer_url: String,
+    },
+    /// A member publishes its own name and client URLs (etcd does this after start).
+    Publish {
+        id: u64,
+        node: NodeInfo,
+    },
+}
+
 /// The replicated member's handles; cheap to clone.
 #[derive(Clone)]
 pub struct Member {
@@ -218,6 +243,179 @@ impl Member {
         }
     }
 
+    /// Applies a membership change on the leader (forwarding it there from a follower).
+    pub async fn change_members(&self, change: MemberChange) -> Result<(), Status> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            if self.is_leader() {
+                return self.change_here(change).await;
+            }
+            if let Some((_, url)) = self.remote_leader() {
+                let mut client = self.channels.get(&url)?;
+                let body = encode(&change).map_err(internal)?;
+                match client.change_members(Blob { data: body }).await {
+                    Ok(_) => return Ok(()),
+                    Err(s)
+                        if s.code() == tonic::Code::FailedPrecondition
+                            && s.message() == "etcdserver: not leader" => {}
+                    Err(s) => return Err(s),
+                }
+            }
+            self.wait_for_leader(deadline)
+                .await
+                .map_err(|_| Status::unavailable("etcdserver: no leader"))?;
+        }
+    }
+
+    async fn change_here(&self, change: MemberChange) -> Result<(), Status> {
+        use std::collections::BTreeSet;
+
+        use openraft::ChangeMembers;
+        let status = self.status();
+        let known = |id: &u64| status.members.contains_key(id);
+        let is_learner = |id: &u64| status.learners.contains(id);
+        let not_found = || Status::not_found("etcdserver: member not found");
+        let raft_err = |e: openraft::errors::RaftError<_, _>| {
+            if e.forward_to_leader().is_some() {
+                not_leader()
+            } else {
+                Status::failed_precondition(format!("etcdserver: {e}"))
+            }
+        };
+        let one = |id: u64| BTreeSet::from([id]);
+        match change {
+            MemberChange::Add { id, node, learner } => {
+                if known(&id) {
+                    return Err(Status::failed_precondition(
+                        "etcdserver: member ID already exist",
+                    ));
+                }
+                if status.members.values().any(|n| n.peer_url == node.peer_url) {
+                    return Err(Status::failed_precondition(
+                        "etcdserver: Peer URLs already exists",
+                    ));
+                }
+                self.raft
+                    .add_learner(id, node, false)
+                    .await
+                    .map_err(raft_err)?;
+                if !learner {
+                    self.raft
+                        .change_membership(ChangeMembers::AddVoterIds(one(id)), false)
+                        .await
+                        .map_err(raft_err)?;
+                }
+            }
+            MemberChange::Promote { id } => {
+                if !known(&id) {
+                    return Err(not_found());
+                }
+                if !is_learner(&id) {
+                    return Err(Status::failed_precondition(
+                        "etcdserver: can only promote a learner member",
+                    ));
+                }
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(one(id)), false)
+                    .await
+                    .map_err(raft_err)?;
+            }
+            MemberChange::Remove { id } => {
+                if !known(&id) {
+                    return Err(not_found());
+                }
+                let change = if is_learner(&id) {
+                    ChangeMembers::RemoveNodes(one(id))
+                } else {
+                    ChangeMembers::RemoveVoters(one(id))
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(raft_err)?;
+            }
+            MemberChange::Update { id, peer_url } => {
+                let Some(node) = status.members.get(&id) else {
+                    return Err(not_found());
+                };
+                let node = NodeInfo {
+                    peer_url,
+                    ..node.clone()
+                };
+                self.raft
+                    .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), false)
+                    .await
+                    .map_err(raft_err)?;
+            }
+            MemberChange::Publish { id, node } => {
+                if status.members.get(&id) == Some(&node) {
+                    return Ok(());
+                }
+                if !known(&id) {
+                    return Err(not_found());
+                }
+                self.raft
+                    .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), false)
+                    .await
+                    .map_err(raft_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes this member's name and client URLs into the membership once a leader is
+    /// known, and again whenever they differ (a restart with new flags).
+    pub fn publish(&self, node: NodeInfo) {
+        let member = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let current = member.status().members.get(&member.id).cloned();
+                if current.as_ref() == Some(&node) {
+                    return;
+                }
+                if current.is_some() && member.status().leader.is_some() {
+                    let change = MemberChange::Publish {
+                        id: member.id,
+                        node: node.clone(),
+                    };
+                    if let Err(e) = member.change_members(change).await {
+                        tracing::debug!(error = %e, "publishing member attributes failed; retrying");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    /// Asks the leader (this member) to hand leadership to `target` and waits for it.
+    pub async fn move_leader(&self, target: u64) -> Result<(), Status> {
+        if !self.is_leader() {
+            return Err(not_leader());
+        }
+        let status = self.status();
+        if !status.members.contains_key(&target) || status.learners.contains(&target) {
+            return Err(Status::failed_precondition(
+                "etcdserver: bad leader transferee",
+            ));
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(target)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let deadline = Instant::now() + LEADER_WAIT;
+        while self.status().leader != Some(target) {
+            if Instant::now() >= deadline {
+                return Err(Status::unavailable("etcdserver: request timed out"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Refreshes lease deadlines whenever this member becomes the leader.
     pub fn watch_leadership(&self) {
         let member = self.clone();
@@ -303,6 +501,21 @@ impl LeaderService for Member {
                 Err(e) if e.forward_to_leader().is_some() => Err(not_leader()),
                 Err(e) => Err(Status::unavailable(e.to_string())),
             }
+        })
+    }
+
+    fn change_members(
+        &self,
+        change: Blob,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Blob, Status>> + Send>> {
+        let member = self.clone();
+        Box::pin(async move {
+            if !Member::is_leader(&member) {
+                return Err(not_leader());
+            }
+            let change: MemberChange = decode(&change.data).map_err(internal)?;
+            member.change_here(change).await?;
+            Ok(Blob::default())
         })
     }
 

@@ -58,6 +58,10 @@ pub trait LeaderService: Send + Sync + 'static {
         &self,
         id: Blob,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Blob, Status>> + Send>>;
+    fn change_members(
+        &self,
+        change: Blob,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Blob, Status>> + Send>>;
 }
 
 /// The peer gRPC service.
@@ -120,6 +124,13 @@ impl peer_server::Peer for PeerService {
     async fn keep_alive(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.leader
             .keep_alive(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn change_members(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.leader
+            .change_members(req.into_inner())
             .await
             .map(Response::new)
     }

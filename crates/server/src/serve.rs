@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use sha2_free::member_id;
+pub use sha2_free::member_id;
 use stead_store::raft::{LogStore, NodeInfo, Raft, StateMachine};
 use stead_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
@@ -41,6 +41,10 @@ pub struct ServerConfig {
     pub initial_cluster_token: String,
     pub client_tls: Option<TlsFiles>,
     pub quota_backend_bytes: u64,
+    /// Applied entries between Raft snapshots (etcd's `--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Log entries kept behind a snapshot for slow followers to catch up from.
+    pub snapshot_catchup_entries: u64,
     pub progress_notify_interval: Duration,
 }
 
@@ -72,11 +76,7 @@ impl Server {
             .iter()
             .map(trim_url)
             .collect();
-        let client_urls: Vec<String> = config
-            .advertise_client_urls
-            .iter()
-            .map(trim_url)
-            .collect();
+        let client_urls: Vec<String> = config.advertise_client_urls.iter().map(trim_url).collect();
         let token = &config.initial_cluster_token;
         let id = member_id(&peer_urls, token);
         let mut members: BTreeMap<u64, NodeInfo> = BTreeMap::new();
@@ -133,6 +133,7 @@ impl Server {
             config.progress_notify_interval,
             metrics,
             cluster,
+            config.initial_cluster_token.clone(),
         );
         let app = router(api);
         let tls = config.client_tls.as_ref().map(acceptor).transpose()?;
@@ -187,6 +188,7 @@ async fn start_member(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Member, ServeError> {
     let raft_err = |e: &dyn std::fmt::Display| ServeError::Config(format!("raft: {e}"));
+    let own = members.get(&id).cloned().unwrap_or_default();
     let log = LogStore::open(&config.data_dir.join("raft.redb"))
         .map_err(|e| ServeError::Config(format!("cannot open the raft log: {e}")))?;
     let sm = StateMachine::new(store.shared().clone(), &config.data_dir)
@@ -197,8 +199,8 @@ async fn start_member(
         election_timeout_min: 1000,
         election_timeout_max: 2000,
         install_snapshot_timeout: 120_000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
+        max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
         ..Default::default()
     }
     .validate()
@@ -243,6 +245,7 @@ async fn start_member(
     }
     store.set_proposer(Arc::new(member.clone()));
     member.watch_leadership();
+    member.publish(own);
     Ok(member)
 }
 
@@ -334,7 +337,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum:
 /// Member ids derived from stable inputs, so a restarted member keeps its id.
 mod sha2_free {
     /// FNV-1a over the sorted inputs and the cluster token; never 0.
-    pub(crate) fn member_id(parts: &[String], token: &str) -> u64 {
+    pub fn member_id(parts: &[String], token: &str) -> u64 {
         let mut sorted: Vec<&str> = parts.iter().map(String::as_str).collect();
         sorted.sort_unstable();
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

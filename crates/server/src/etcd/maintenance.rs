@@ -87,9 +87,14 @@ impl EtcdApi {
             })
             .collect();
         let header = self.current_header();
-        let (leader, raft_index, raft_applied_index) = match self.raft_status() {
-            Some(s) => (s.leader.unwrap_or(0), s.last_log_index, s.applied_index),
-            None => (self.inner.member.id, applied, applied),
+        let (leader, raft_index, raft_applied_index, is_learner) = match self.raft_status() {
+            Some(s) => (
+                s.leader.unwrap_or(0),
+                s.last_log_index,
+                s.applied_index,
+                s.learners.contains(&self.inner.member.id),
+            ),
+            None => (self.inner.member.id, applied, applied, false),
         };
         Ok(pb::StatusResponse {
             version: ETCD_VERSION.to_string(),
@@ -100,7 +105,7 @@ impl EtcdApi {
             raft_applied_index,
             errors,
             db_size_in_use: in_use as i64,
-            is_learner: false,
+            is_learner,
             header: Some(header),
         })
     }
@@ -216,13 +221,18 @@ impl pb::maintenance_server::Maintenance for EtcdApi {
         &self,
         request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        if request.into_inner().target_id == self.inner.member.id {
-            return Ok(Response::new(pb::MoveLeaderResponse {
-                header: Some(self.current_header()),
-            }));
+        let target = request.into_inner().target_id;
+        match &self.inner.cluster {
+            Some(member) => member.move_leader(target).await?,
+            None if target == self.inner.member.id => {}
+            None => {
+                return Err(Status::failed_precondition(
+                    "etcdserver: bad leader transferee",
+                ));
+            }
         }
-        Err(Status::failed_precondition(
-            "etcdserver: bad leader transferee",
-        ))
+        Ok(Response::new(pb::MoveLeaderResponse {
+            header: Some(self.current_header()),
+        }))
     }
 }

@@ -50,6 +50,7 @@ struct Inner {
     cluster: Option<Member>,
     member: MemberInfo,
     cluster_id: u64,
+    cluster_token: String,
     progress_interval: Duration,
     metrics: Arc<Metrics>,
 }
@@ -68,11 +69,13 @@ impl EtcdApi {
         progress_interval: Duration,
         metrics: Arc<Metrics>,
         cluster: Option<Member>,
+        cluster_token: String,
     ) -> Self {
         EtcdApi {
             inner: Arc::new(Inner {
                 store,
                 cluster,
+                cluster_token,
                 member,
                 cluster_id,
                 progress_interval,
