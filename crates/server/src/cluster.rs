@@ -23,6 +23,13 @@ use crate::peer::{Channels, LeaderService};
 /// How long a request waits for a leader before giving up with "no leader".
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
+/// A lease request that only the leader can answer (it keeps the deadlines).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub enum LeaseOp {
+    KeepAlive(i64),
+    Remaining(i64),
+}
+
 /// A membership change, as etcd's Cluster API asks for it; carried to the leader.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum MemberChange {
@@ -212,17 +219,24 @@ impl Member {
         }
     }
 
-    async fn keep_alive_at_leader(&self, id: i64) -> stead_store::Result<i64> {
+    fn lease_here(&self, op: LeaseOp) -> Option<i64> {
+        match op {
+            LeaseOp::KeepAlive(id) => Some(self.shared.renew_lease(id)),
+            LeaseOp::Remaining(id) => self.shared.lease_remaining(id),
+        }
+    }
+
+    async fn lease_at_leader(&self, op: LeaseOp) -> stead_store::Result<Option<i64>> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             if self.is_leader() {
-                return Ok(self.shared.renew_lease(id));
+                return Ok(self.lease_here(op));
             }
             if let Some((_, url)) = self.remote_leader() {
                 let mut client = self.channels.get(&url).map_err(|e| Error::Replication {
                     reason: e.message().to_string(),
                 })?;
-                let body = encode(&id).map_err(|e| Error::Replication {
+                let body = encode(&op).map_err(|e| Error::Replication {
                     reason: e.to_string(),
                 })?;
                 match client.keep_alive(Blob { data: body }).await {
@@ -449,7 +463,17 @@ impl Proposer for Member {
 
     fn keep_alive(&self, id: i64) -> ProposeFuture<i64> {
         let member = self.clone();
-        Box::pin(async move { member.keep_alive_at_leader(id).await })
+        Box::pin(async move {
+            Ok(member
+                .lease_at_leader(LeaseOp::KeepAlive(id))
+                .await?
+                .unwrap_or(0))
+        })
+    }
+
+    fn lease_remaining(&self, id: i64) -> ProposeFuture<Option<i64>> {
+        let member = self.clone();
+        Box::pin(async move { member.lease_at_leader(LeaseOp::Remaining(id)).await })
     }
 
     fn is_leader(&self) -> bool {
@@ -528,9 +552,9 @@ impl LeaderService for Member {
             if !Member::is_leader(&member) {
                 return Err(not_leader());
             }
-            let id: i64 = decode(&id.data).map_err(internal)?;
+            let op: LeaseOp = decode(&id.data).map_err(internal)?;
             Ok(Blob {
-                data: encode(&member.shared.renew_lease(id)).map_err(internal)?,
+                data: encode(&member.lease_here(op)).map_err(internal)?,
             })
         })
     }

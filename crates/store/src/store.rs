@@ -105,6 +105,8 @@ pub trait Proposer: Send + Sync + 'static {
     fn read_barrier(&self) -> ProposeFuture<()>;
     /// A lease keep-alive, served where lease deadlines are kept (the leader).
     fn keep_alive(&self, id: i64) -> ProposeFuture<i64>;
+    /// Seconds left on a lease, as the leader sees it (`None` if it has no deadline).
+    fn lease_remaining(&self, id: i64) -> ProposeFuture<Option<i64>>;
     /// Whether this member decides lease expiry.
     fn is_leader(&self) -> bool;
 }
@@ -135,6 +137,11 @@ impl Shared {
     /// same on promotion).
     pub fn refresh_leases(&self) {
         lock(&self.lessor).refresh_all(Instant::now());
+    }
+
+    /// Seconds left on a lease by this member's deadlines.
+    pub fn lease_remaining(&self, id: i64) -> Option<i64> {
+        lock(&self.lessor).remaining(id, Instant::now())
     }
 
     /// Renews a lease's deadline here; the lease's TTL, or 0 if unknown.
@@ -466,7 +473,7 @@ impl Store {
     ) -> Result<Option<(i64, LeaseInfo)>> {
         let engine = self.engine().clone();
         let info = blocking(move || engine.lease(id, keys)).await?;
-        let remaining = lock(&self.inner.shared.lessor).remaining(id, Instant::now());
+        let remaining = self.proposer()?.lease_remaining(id).await?;
         Ok(match (info, remaining) {
             (Some(info), Some(rem)) => Some((rem, info)),
             _ => None,
@@ -604,6 +611,11 @@ impl Proposer for LocalProposer {
     fn keep_alive(&self, id: i64) -> ProposeFuture<i64> {
         let ttl = self.shared.renew_lease(id);
         Box::pin(std::future::ready(Ok(ttl)))
+    }
+
+    fn lease_remaining(&self, id: i64) -> ProposeFuture<Option<i64>> {
+        let remaining = self.shared.lease_remaining(id);
+        Box::pin(std::future::ready(Ok(remaining)))
     }
 
     fn is_leader(&self) -> bool {
