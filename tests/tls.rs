@@ -400,3 +400,73 @@ fn unusable_tls_files_stop_serve_with_an_error_naming_the_file() {
         );
     }
 }
+
+#[test]
+fn members_replicate_over_peer_tls_and_refuse_peers_without_a_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki_dir = dir.path().join("pki");
+    std::fs::create_dir_all(&pki_dir).expect("mkdir pki");
+    let ca = new_ca("stead peer CA");
+    let ca_path = pki_dir.join("peer-ca.pem");
+    std::fs::write(&ca_path, ca.pem()).expect("write CA");
+    // One certificate per member serves both directions of peer traffic.
+    let sans: Vec<String> = vec!["127.0.0.1".into(), "localhost".into()];
+    let mut params = CertificateParams::new(sans).expect("params");
+    params.distinguished_name.push(DnType::CommonName, "member");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca).expect("sign");
+    let (cert_path, key_path) = (pki_dir.join("member.pem"), pki_dir.join("member-key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+
+    let flags = [
+        "--peer-cert-file",
+        path(&cert_path),
+        "--peer-key-file",
+        path(&key_path),
+        "--peer-trusted-ca-file",
+        path(&ca_path),
+        "--peer-client-cert-auth",
+    ];
+    let cluster = common::Cluster::start_with(dir.path(), 3, &flags);
+    // Replication works: a write through one member is read back through another.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = common::etcdctl(&cluster.endpoint(0), &["put", "secret", "over-tls"], None);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write over peer TLS: {}",
+            report(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let got = common::etcdctl(
+        &cluster.endpoint(2),
+        &["get", "secret", "--print-value-only"],
+        None,
+    );
+    assert_eq!(stdout(&got).trim(), "over-tls", "{}", report(&got));
+    for log in cluster.dirs.iter().map(|d| d.with_extension("log")) {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!text.contains("panicked"), "{text}");
+    }
+    // A peer port refuses a TLS client without a certificate from the peer CA.
+    let peer = format!("127.0.0.1:{}", cluster.ports[1].1);
+    let out = etcdctl_tls(&peer, &["--cacert", path(&ca_path)], &["get", "secret"]);
+    assert!(
+        !out.status.success(),
+        "a peer port served a client without a certificate"
+    );
+}

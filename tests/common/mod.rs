@@ -98,7 +98,12 @@ pub(crate) fn start_stead_on(data_dir: &Path, port: u16, peer: u16, extra: &[&st
         "http"
     };
     let client = format!("{scheme}://127.0.0.1:{port}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
+    let peer_scheme = if extra.contains(&"--peer-cert-file") {
+        "https"
+    } else {
+        "http"
+    };
+    let peer_url = format!("{peer_scheme}://127.0.0.1:{peer}");
     let mut child = Command::new(stead_bin())
         .arg("serve")
         .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
@@ -234,13 +239,19 @@ impl Cluster {
         Cluster::start_with(root, n, &[])
     }
 
-    /// A cluster whose members all get `extra` flags.
+    /// A cluster whose members all get `extra` flags (peer URLs are https when they
+    /// include `--peer-cert-file`).
     pub(crate) fn start_with(root: &Path, n: usize, extra: &[&str]) -> Cluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let scheme = if extra.contains(&"--peer-cert-file") {
+            "https"
+        } else {
+            "http"
+        };
         let initial_cluster = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, peer))| format!("m{i}={scheme}://127.0.0.1:{peer}"))
             .collect::<Vec<_>>()
             .join(",");
         let dirs: Vec<PathBuf> = (0..n).map(|i| root.join(format!("m{i}"))).collect();

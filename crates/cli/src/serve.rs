@@ -141,12 +141,22 @@ impl ServeArgs {
             (None, None) => None,
             _ => bail!("--cert-file and --key-file must be given together"),
         };
-        let _peer_tls = (
-            self.peer_cert_file,
-            self.peer_key_file,
-            self.peer_trusted_ca_file,
-            self.peer_client_cert_auth,
-        );
+        let peer_tls = match (self.peer_cert_file, self.peer_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+                trusted_ca_file: self.peer_trusted_ca_file,
+                client_cert_auth: self.peer_client_cert_auth,
+            }),
+            (None, None) if self.peer_client_cert_auth => {
+                bail!(
+                    "--peer-client-cert-auth needs --peer-cert-file, --peer-key-file and \
+                     --peer-trusted-ca-file"
+                )
+            }
+            (None, None) => None,
+            _ => bail!("--peer-cert-file and --peer-key-file must be given together"),
+        };
         Ok(ServerConfig {
             name: self.name,
             data_dir: self.data_dir,
@@ -162,6 +172,7 @@ impl ServeArgs {
             initial_cluster_state_new: self.initial_cluster_state == "new",
             initial_cluster_token: self.initial_cluster_token,
             client_tls,
+            peer_tls,
             quota_backend_bytes: self.quota_backend_bytes,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,

@@ -140,19 +140,35 @@ impl peer_server::Peer for PeerService {
 #[derive(Clone, Default)]
 pub struct Channels {
     by_url: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Channels {
+    /// Channels that speak TLS to https peer URLs.
+    pub fn with_tls(tls: tonic::transport::ClientTlsConfig) -> Self {
+        Channels {
+            by_url: Arc::default(),
+            tls: Some(tls),
+        }
+    }
+
     pub fn get(&self, url: &str) -> Result<PeerClient<Channel>, Status> {
         let mut map = self.by_url.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match map.get(url) {
             Some(c) => c.clone(),
             None => {
-                let c = Endpoint::from_shared(url.to_string())
+                let mut endpoint = Endpoint::from_shared(url.to_string())
                     .map_err(|e| Status::invalid_argument(format!("bad peer URL {url}: {e}")))?
                     .connect_timeout(Duration::from_secs(1))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                    .tcp_nodelay(true);
+                if let Some(tls) = &self.tls
+                    && url.starts_with("https://")
+                {
+                    endpoint = endpoint
+                        .tls_config(tls.clone())
+                        .map_err(|e| Status::invalid_argument(format!("peer TLS: {e}")))?;
+                }
+                let c = endpoint.connect_lazy();
                 map.insert(url.to_string(), c.clone());
                 c
             }

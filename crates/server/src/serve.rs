@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub initial_cluster_state_new: bool,
     pub initial_cluster_token: String,
     pub client_tls: Option<TlsFiles>,
+    /// TLS between members (etcd's `--peer-*` flags); peer URLs are then https.
+    pub peer_tls: Option<TlsFiles>,
     pub quota_backend_bytes: u64,
     /// Applied entries between Raft snapshots (etcd's `--snapshot-count`).
     pub snapshot_count: u64,
@@ -205,7 +207,11 @@ async fn start_member(
     }
     .validate()
     .map_err(|e| raft_err(&e))?;
-    let channels = Channels::default();
+    let channels = match &config.peer_tls {
+        Some(files) => Channels::with_tls(crate::tls::client_config(files)?),
+        None => Channels::default(),
+    };
+    let peer_acceptor = config.peer_tls.as_ref().map(acceptor).transpose()?;
     let network = Network {
         local: id,
         channels: channels.clone(),
@@ -233,8 +239,18 @@ async fn start_member(
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
-        tracing::info!(%addr, "serving peers");
-        tasks.push(tokio::spawn(accept_loop(listener, None, peer.clone())));
+        let tls = if url.scheme() == "https" {
+            let Some(tls) = peer_acceptor.clone() else {
+                return Err(ServeError::Config(format!(
+                    "listen peer URL {url} is https but no --peer-cert-file/--peer-key-file was given"
+                )));
+            };
+            Some(tls)
+        } else {
+            None
+        };
+        tracing::info!(%addr, tls = tls.is_some(), "serving peers");
+        tasks.push(tokio::spawn(accept_loop(listener, tls, peer.clone())));
     }
     if config.initial_cluster_state_new && !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
         // Every member of a new cluster proposes the same initial membership; whichever

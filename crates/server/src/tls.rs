@@ -70,3 +70,16 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+/// The client side of peer TLS: the peer CA to trust and this member's certificate as its
+/// client identity (etcd uses the same pair for both directions).
+pub fn client_config(files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig, ServeError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| tls_error(path, e));
+    let mut config = tonic::transport::ClientTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(read(&files.cert_file)?, read(&files.key_file)?),
+    );
+    if let Some(ca) = &files.trusted_ca_file {
+        config = config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}
