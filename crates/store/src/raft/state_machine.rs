@@ -5,6 +5,12 @@
 //! - One engine transaction per applied batch records the data, the last applied log id and
 //!   the membership together, so after a crash they agree and openraft re-applies exactly
 //!   what is missing.
+//! - The Raft log is the durable record: entries are applied only once committed, and a
+//!   committed entry is fsynced in a quorum's logs. Applies therefore commit without an
+//!   fsync of their own (at least one per [`SYNC_EVERY`] makes the state durable too), and
+//!   what a crash takes back is re-applied from the log. The log is purged only behind a
+//!   snapshot, which is written and fsynced on its own, so nothing needed for re-applying
+//!   is ever gone.
 //! - Replies are sent only after that transaction commits.
 //! - The current snapshot is kept in a file (`snapshot.bin`, replaced atomically) so a
 //!   member can still serve it after a restart once the log behind it is purged.
@@ -23,6 +29,9 @@ use crate::store::Shared;
 use crate::types::Command;
 
 const APPLIED: &str = "raft.applied";
+
+/// Longest time the state may go without a durable commit (bounds re-apply after a crash).
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const MEMBERSHIP: &str = "raft.membership";
 
 /// A built or installed snapshot: its metadata and payload.
@@ -35,6 +44,8 @@ pub struct StateMachine {
     snapshot_path: PathBuf,
     /// The current snapshot, loaded lazily from `snapshot_path`.
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
+    /// When the state last committed durably.
+    last_sync: Arc<Mutex<std::time::Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,6 +68,7 @@ impl StateMachine {
             shared,
             snapshot_path,
             current: Arc::new(Mutex::new(current)),
+            last_sync: Arc::new(Mutex::new(std::time::Instant::now())),
         })
     }
 
@@ -177,11 +189,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(m) = &membership {
             rows.push((MEMBERSHIP, encode(m)?));
         }
+        let durability = {
+            let mut last = lock(&self.last_sync);
+            if last.elapsed() >= SYNC_EVERY || membership.is_some() {
+                *last = std::time::Instant::now();
+                Durability::Immediate
+            } else {
+                Durability::None
+            }
+        };
         let shared = self.shared.clone();
         let responses = tokio::task::spawn_blocking(move || {
             let cmds: Vec<&Command> = commands.iter().collect();
             let rows: Vec<(&str, &[u8])> = rows.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-            shared.apply(&cmds, Durability::Immediate, &rows)
+            shared.apply(&cmds, durability, &rows)
         })
         .await
         .map_err(io::Error::other)?
