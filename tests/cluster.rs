@@ -502,3 +502,36 @@ async fn a_follower_watch_and_lease_survive_a_leader_change_without_gaps() {
     );
     assert_eq!(ttl.keys, vec![b"leased".to_vec()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leases_remaining_ttl_carries_over_to_a_new_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(dir.path(), 3);
+    let old_leader = leader(&cluster, Duration::from_secs(20)).await;
+    let survivor = (old_leader + 1) % 3;
+    let mut lease = pb::lease_client::LeaseClient::new(channel(&cluster.endpoint(survivor)).await);
+    let granted = lease
+        .lease_grant(pb::LeaseGrantRequest { ttl: 60, id: 0 })
+        .await
+        .expect("grant")
+        .into_inner();
+    // Let the leader checkpoint the countdown (every 5 s), then take it away.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    cluster.kill(old_leader);
+    leader(&cluster, Duration::from_secs(15)).await;
+    let ttl = lease
+        .lease_time_to_live(pb::LeaseTimeToLiveRequest {
+            id: granted.id,
+            keys: false,
+        })
+        .await
+        .expect("ttl")
+        .into_inner();
+    // Restarting the countdown would give 60 s again; resuming it gives at most 60 - 5.
+    assert!(
+        ttl.ttl > 0 && ttl.ttl <= 55,
+        "remaining TTL after the leader change: {}",
+        ttl.ttl
+    );
+    assert_eq!(ttl.granted_ttl, 60);
+}

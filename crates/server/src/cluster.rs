@@ -23,6 +23,21 @@ use crate::peer::{Channels, LeaderService};
 /// How long a request waits for a leader before giving up with "no leader".
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
+/// Deadline of a request forwarded to the leader: a hung leader must not hang its callers.
+const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
+
+async fn forwarded<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<tonic::Response<T>, Status> {
+    tokio::time::timeout(FORWARD_DEADLINE, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(
+                "the leader did not answer in time",
+            ))
+        })
+}
+
 /// A lease request that only the leader can answer (it keeps the deadlines).
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub enum LeaseOp {
@@ -146,7 +161,7 @@ impl Member {
                 let body = encode(&cmd).map_err(|e| Error::Replication {
                     reason: e.to_string(),
                 })?;
-                match client.propose(Blob { data: body }).await {
+                match forwarded(client.propose(Blob { data: body })).await {
                     Ok(resp) => {
                         let result: Result<CommandResponse, stead_store::CommandError> =
                             decode(&resp.get_ref().data).map_err(|e| Error::Replication {
@@ -188,7 +203,7 @@ impl Member {
                 let mut client = self.channels.get(&url).map_err(|e| Error::Replication {
                     reason: e.message().to_string(),
                 })?;
-                match client.read_index(Blob::default()).await {
+                match forwarded(client.read_index(Blob::default())).await {
                     Ok(resp) => {
                         let log_id: LogId =
                             decode(&resp.get_ref().data).map_err(|e| Error::Replication {
@@ -239,7 +254,7 @@ impl Member {
                 let body = encode(&op).map_err(|e| Error::Replication {
                     reason: e.to_string(),
                 })?;
-                match client.keep_alive(Blob { data: body }).await {
+                match forwarded(client.keep_alive(Blob { data: body })).await {
                     Ok(resp) => {
                         return decode(&resp.get_ref().data).map_err(|e| Error::Replication {
                             reason: e.to_string(),
@@ -267,7 +282,7 @@ impl Member {
             if let Some((_, url)) = self.remote_leader() {
                 let mut client = self.channels.get(&url)?;
                 let body = encode(&change).map_err(internal)?;
-                match client.change_members(Blob { data: body }).await {
+                match forwarded(client.change_members(Blob { data: body })).await {
                     Ok(_) => return Ok(()),
                     Err(s)
                         if s.code() == tonic::Code::FailedPrecondition

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::codec::Row;
-use crate::backend::schema::{ALARMS, KV, LEASE_KEYS, LEASES, META, REPLICATION};
+use crate::backend::schema::{
+    ALARMS, KV, LEASE_CHECKPOINTS, LEASE_KEYS, LEASES, META, REPLICATION,
+};
 use crate::error::{Error, Result, StorageContext};
 use crate::mvcc::apply::{Applied, Applier, State, read_alarms};
 use crate::mvcc::index::{Index, Version};
@@ -117,6 +119,8 @@ impl Engine {
             txn.open_table(LEASE_KEYS).ctx("initialising tables")?;
             txn.open_table(ALARMS).ctx("initialising tables")?;
             txn.open_table(REPLICATION).ctx("initialising tables")?;
+            txn.open_table(LEASE_CHECKPOINTS)
+                .ctx("initialising tables")?;
         }
         txn.commit().ctx("initialising tables")?;
         let engine = Engine {
@@ -421,6 +425,21 @@ impl Engine {
         })
     }
 
+    /// The seconds left on each checkpointed lease, as of its last checkpoint.
+    pub fn lease_checkpoints(&self) -> Result<Vec<(i64, i64)>> {
+        self.read(|txn| {
+            let table = txn
+                .open_table(LEASE_CHECKPOINTS)
+                .ctx("opening lease_checkpoints")?;
+            let mut out = Vec::new();
+            for entry in table.iter().ctx("reading lease_checkpoints")? {
+                let (id, left) = entry.ctx("reading lease_checkpoints")?;
+                out.push((id.value(), left.value()));
+            }
+            Ok(out)
+        })
+    }
+
     /// Active alarms.
     pub fn alarms(&self) -> Result<Vec<(u64, AlarmType)>> {
         self.read(|txn| read_alarms(&txn.open_table(ALARMS).ctx("opening alarms")?))
@@ -555,6 +574,15 @@ impl Engine {
                 let (k, v) = e.ctx("snapshot")?;
                 w.record(&SnapshotRecord::Replication(k.value(), v.value()))?;
             }
+            for e in txn
+                .open_table(LEASE_CHECKPOINTS)
+                .ctx("snapshot")?
+                .iter()
+                .ctx("snapshot")?
+            {
+                let (k, v) = e.ctx("snapshot")?;
+                w.record(&SnapshotRecord::LeaseCheckpoint(k.value(), v.value()))?;
+            }
             w.record(&SnapshotRecord::End)?;
             Ok((w.bytes, rows))
         })
@@ -580,7 +608,9 @@ impl Engine {
             txn.delete_table(LEASE_KEYS).ctx(c)?;
             txn.delete_table(ALARMS).ctx(c)?;
             txn.delete_table(REPLICATION).ctx(c)?;
+            txn.delete_table(LEASE_CHECKPOINTS).ctx(c)?;
             {
+                let mut checkpoints = txn.open_table(LEASE_CHECKPOINTS).ctx(c)?;
                 let mut replication = txn.open_table(REPLICATION).ctx(c)?;
                 let mut kv = txn.open_table(KV).ctx(c)?;
                 let mut meta = txn.open_table(META).ctx(c)?;
@@ -627,6 +657,9 @@ impl Engine {
                         SnapshotRecord::Alarm(m, a) => {
                             alarms.insert((m, a), ()).map(drop).ctx(c)?
                         }
+                        SnapshotRecord::LeaseCheckpoint(id, left) => {
+                            checkpoints.insert(id, left).map(drop).ctx(c)?
+                        }
                         SnapshotRecord::Replication(k, v) => {
                             replication.insert(k, v).map(drop).ctx(c)?
                         }
@@ -657,6 +690,7 @@ enum SnapshotRecord<'a> {
     LeaseKey(i64, &'a [u8]),
     Alarm(u64, u8),
     Replication(&'a str, &'a [u8]),
+    LeaseCheckpoint(i64, i64),
     End,
 }
 

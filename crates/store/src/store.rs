@@ -36,6 +36,9 @@ use crate::types::{
 };
 use crate::watch::Hub;
 
+/// How often the leader records the seconds left on leases.
+const LEASE_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How long a measurement of the bytes in use stays fresh for quota checks.
 const IN_USE_REFRESH: Duration = Duration::from_millis(100);
 
@@ -136,7 +139,13 @@ impl Shared {
     /// predecessor last saw keep-alives, so it must not expire leases early (etcd does the
     /// same on promotion).
     pub fn refresh_leases(&self) {
-        lock(&self.lessor).refresh_all(Instant::now());
+        let checkpoints = self
+            .engine
+            .lease_checkpoints()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        lock(&self.lessor).refresh_all(Instant::now(), &checkpoints);
     }
 
     /// Seconds left on a lease by this member's deadlines.
@@ -206,6 +215,7 @@ impl Shared {
         for (id, ttl) in self.engine.leases()? {
             lessor.track(id, ttl, now);
         }
+        lessor.refresh_all(now, &self.engine.lease_checkpoints()?.into_iter().collect());
         drop(lessor);
         let raised = self
             .engine
@@ -272,12 +282,13 @@ impl Store {
         let (revision, compacted) = engine.revisions()?;
         let hub = Arc::new(Hub::new(revision, compacted));
 
-        // Leases restart with their full TTL, as in etcd after a leader change.
+        // Leases resume their countdown from the last checkpoint (full TTL without one).
         let mut lessor = Lessor::default();
         let now = Instant::now();
         for (id, ttl) in engine.leases()? {
             lessor.track(id, ttl, now);
         }
+        lessor.refresh_all(now, &engine.lease_checkpoints()?.into_iter().collect());
         let no_space = engine
             .alarms()?
             .iter()
@@ -664,14 +675,27 @@ impl Writer {
 }
 
 /// Proposes a revoke for every lease past its deadline.
+///
+/// The leader also checkpoints the seconds left on every lease every
+/// [`LEASE_CHECKPOINT_INTERVAL`], so that a new leader continues their countdown.
 async fn expire_leases(inner: std::sync::Weak<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_checkpoint = Instant::now();
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         let store = Store { inner };
         if !store.proposer().is_ok_and(|p| p.is_leader()) {
             continue;
+        }
+        if last_checkpoint.elapsed() >= LEASE_CHECKPOINT_INTERVAL {
+            last_checkpoint = Instant::now();
+            let remaining = lock(&store.inner.shared.lessor).checkpoint(Instant::now());
+            if !remaining.is_empty()
+                && let Err(e) = store.propose(Command::LeaseCheckpoint { remaining }).await
+            {
+                tracing::debug!(error = %e, "checkpointing leases failed");
+            }
         }
         let due = lock(&store.inner.shared.lessor).take_expired(Instant::now());
         for id in due {

@@ -205,6 +205,11 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
+    /// The leader's record of the seconds left on leases, so that a new leader continues
+    /// their countdown instead of restarting it.
+    LeaseCheckpoint {
+        remaining: Vec<(i64, i64)>,
+    },
     Alarm {
         activate: bool,
         member: u64,
@@ -227,6 +232,9 @@ pub enum CommandResponse {
         revision: i64,
     },
     LeaseRevoke {
+        revision: i64,
+    },
+    LeaseCheckpoint {
         revision: i64,
     },
     Alarm {

@@ -7,6 +7,7 @@
 //! leases       lease id             -> granted TTL
 //! lease_keys   (lease id, key)      -> ()              keys attached to each lease
 //! alarms       (member id, alarm)   -> ()
+//! lease_checkpoints  lease id       -> seconds left when the leader last checkpointed it
 //! replication  name                 -> bytes           the replication layer's own state
 //!                                                      (last applied log id, membership),
 //!                                                      committed with the data it describes
@@ -29,6 +30,8 @@ pub(crate) const LEASES: TableDefinition<'_, i64, i64> = TableDefinition::new("l
 pub(crate) const LEASE_KEYS: TableDefinition<'_, (i64, &[u8]), ()> =
     TableDefinition::new("lease_keys");
 pub(crate) const ALARMS: TableDefinition<'_, (u64, u8), ()> = TableDefinition::new("alarms");
+pub(crate) const LEASE_CHECKPOINTS: TableDefinition<'_, i64, i64> =
+    TableDefinition::new("lease_checkpoints");
 pub(crate) const REPLICATION: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("replication");
 

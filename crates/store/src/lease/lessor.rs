@@ -49,12 +49,33 @@ impl Lessor {
         Some(entry.ttl)
     }
 
-    /// Restarts every lease's full TTL from `now`.
-    pub fn refresh_all(&mut self, now: Instant) {
-        for entry in self.leases.values_mut() {
-            entry.deadline = now + secs(entry.ttl);
+    /// Restarts every lease's countdown from `now`: from its checkpointed remaining
+    /// seconds when there is one, else from its full TTL.
+    pub fn refresh_all(&mut self, now: Instant, checkpoints: &HashMap<i64, i64>) {
+        for (id, entry) in self.leases.iter_mut() {
+            let left = checkpoints.get(id).copied().unwrap_or(entry.ttl);
+            entry.deadline = now + secs(left.min(entry.ttl));
             entry.revoking = false;
         }
+    }
+
+    /// Seconds left on every lease, for a checkpoint.
+    pub fn checkpoint(&self, now: Instant) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = self
+            .leases
+            .iter()
+            .filter(|(_, e)| !e.revoking)
+            .map(|(id, e)| {
+                let left = e
+                    .deadline
+                    .saturating_duration_since(now)
+                    .as_secs_f64()
+                    .ceil();
+                (*id, left as i64)
+            })
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// Whole seconds left before the lease expires (0 once due), or `None` if unknown.
@@ -111,5 +132,23 @@ mod tests {
         assert_eq!(l.take_expired(t0 + Duration::from_secs(20)), vec![7]);
         l.forget(7);
         assert_eq!(l.remaining(7, t0), None);
+    }
+
+    #[test]
+    fn a_checkpointed_lease_resumes_its_countdown_instead_of_restarting_it() {
+        let t0 = Instant::now();
+        let mut l = Lessor::default();
+        l.track(1, 60, t0);
+        l.track(2, 60, t0);
+        let later = t0 + Duration::from_secs(45);
+        let cp = l.checkpoint(later);
+        assert_eq!(cp, vec![(1, 15), (2, 15)]);
+        // A new leader: lease 1 has a checkpoint, lease 2 was granted after the last one.
+        let mut next = Lessor::default();
+        next.track(1, 60, later);
+        next.track(2, 60, later);
+        next.refresh_all(later, &HashMap::from([(1, 15)]));
+        assert_eq!(next.remaining(1, later), Some(15));
+        assert_eq!(next.remaining(2, later), Some(60));
     }
 }

@@ -18,7 +18,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::backend::codec::Record;
 use crate::backend::schema::{
-    ALARMS, KV, LEASE_KEYS, LEASES, META, META_APPLIED, META_COMPACTED, META_REVISION,
+    ALARMS, KV, LEASE_CHECKPOINTS, LEASE_KEYS, LEASES, META, META_APPLIED, META_COMPACTED,
+    META_REVISION,
 };
 use crate::error::{Error, Result, StorageContext};
 use crate::mvcc::index::{Index, Version};
@@ -63,6 +64,7 @@ pub(crate) struct Applier<'t, 'i> {
     meta: Table<'t, &'static str, i64>,
     leases: Table<'t, i64, i64>,
     lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    lease_checkpoints: Table<'t, i64, i64>,
     alarms: Table<'t, (u64, u8), ()>,
     pub(crate) state: State,
     /// Events of the revision being built (`state.revision + 1`).
@@ -96,6 +98,9 @@ impl<'t, 'i> Applier<'t, 'i> {
             meta,
             leases: txn.open_table(LEASES).ctx("opening leases")?,
             lease_keys: txn.open_table(LEASE_KEYS).ctx("opening lease_keys")?,
+            lease_checkpoints: txn
+                .open_table(LEASE_CHECKPOINTS)
+                .ctx("opening lease_checkpoints")?,
             alarms: txn.open_table(ALARMS).ctx("opening alarms")?,
             state,
             pending: Vec::new(),
@@ -178,6 +183,19 @@ impl<'t, 'i> Applier<'t, 'i> {
                 self.lease_revoke(*id)?;
                 self.seal();
                 CommandResponse::LeaseRevoke {
+                    revision: self.state.revision,
+                }
+            }
+            Command::LeaseCheckpoint { remaining } => {
+                for (id, left) in remaining {
+                    // A checkpoint may trail a revoke: only live leases are recorded.
+                    if self.leases.get(*id).ctx("reading leases")?.is_some() {
+                        self.lease_checkpoints
+                            .insert(*id, *left)
+                            .ctx("writing lease_checkpoints")?;
+                    }
+                }
+                CommandResponse::LeaseCheckpoint {
                     revision: self.state.revision,
                 }
             }
@@ -367,6 +385,9 @@ impl<'t, 'i> Applier<'t, 'i> {
             }
         }
         self.leases.remove(id).ctx("writing leases")?;
+        self.lease_checkpoints
+            .remove(id)
+            .ctx("writing lease_checkpoints")?;
         self.lease_changes.push(LeaseChange::Revoked { id });
         Ok(())
     }

@@ -33,6 +33,9 @@ impl std::fmt::Display for Command {
             Command::Compact { revision } => write!(f, "compact {revision}"),
             Command::LeaseGrant { id, ttl } => write!(f, "lease grant {id:x} ttl {ttl}"),
             Command::LeaseRevoke { id } => write!(f, "lease revoke {id:x}"),
+            Command::LeaseCheckpoint { remaining } => {
+                write!(f, "lease checkpoint of {} leases", remaining.len())
+            }
             Command::Alarm {
                 activate,
                 member,
