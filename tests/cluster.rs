@@ -535,3 +535,50 @@ async fn a_leases_remaining_ttl_carries_over_to_a_new_leader() {
     );
     assert_eq!(ttl.granted_ttl, 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_refuses_linearizable_reads_and_writes_but_serves_serializable_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(dir.path(), 3);
+    let first = leader(&cluster, Duration::from_secs(20)).await;
+    ctl_ok(&cluster.endpoint(first), &["put", "k", "v1"]);
+    // Leave one member alone (once it has applied the write): the others go away.
+    let alone = (first + 1) % 3;
+    wait_for_value(&cluster, alone, "k", "v1", Duration::from_secs(10)).await;
+    for i in 0..3 {
+        if i != alone {
+            cluster.kill(i);
+        }
+    }
+    let ep = cluster.endpoint(alone);
+    // Its own state answers serializable reads...
+    let got = ctl_ok(&ep, &["get", "k", "--consistency=s", "--print-value-only"]);
+    assert_eq!(got.trim(), "v1");
+    // ...but linearizable reads and writes fail with an etcd error, never a stale answer.
+    for args in [
+        vec!["get", "k"],
+        vec!["put", "k", "v2"],
+        vec!["txn"].into_iter().collect::<Vec<_>>(),
+    ] {
+        let stdin = (args[0] == "txn").then_some("\nput k v3\n\n\n");
+        let out = etcdctl(&ep, &args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded on a minority: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            err.contains("etcdserver: request timed out")
+                || err.contains("etcdserver: no leader")
+                || err.contains("context deadline exceeded"),
+            "{args:?}: {err}"
+        );
+    }
+    let got = ctl_ok(&ep, &["get", "k", "--consistency=s", "--print-value-only"]);
+    assert_eq!(
+        got.trim(),
+        "v1",
+        "a refused write changed the minority's state"
+    );
+}
