@@ -558,7 +558,7 @@ async fn a_minority_refuses_linearizable_reads_and_writes_but_serves_serializabl
     for args in [
         vec!["get", "k"],
         vec!["put", "k", "v2"],
-        vec!["txn"].into_iter().collect::<Vec<_>>(),
+        vec!["txn"],
     ] {
         let stdin = (args[0] == "txn").then_some("\nput k v3\n\n\n");
         let out = etcdctl(&ep, &args, stdin);
