@@ -515,8 +515,9 @@ async fn a_leases_remaining_ttl_carries_over_to_a_new_leader() {
         .await
         .expect("grant")
         .into_inner();
-    // Let the leader checkpoint the countdown (every 5 s), then take it away.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // The leader checkpoints every 5 s, so within 12 s one checkpoint falls at least 5 s
+    // after the grant (remaining <= 55); then take the leader away.
+    tokio::time::sleep(Duration::from_secs(12)).await;
     cluster.kill(old_leader);
     leader(&cluster, Duration::from_secs(15)).await;
     let ttl = lease
