@@ -18,7 +18,9 @@ use stead_store::{Command, CommandResponse, Error, ProposeFuture, Proposer, Shar
 use tonic::Status;
 
 use crate::pb::steadpeer::Blob;
+use crate::pb::steadpeer::peer_client::PeerClient;
 use crate::peer::{Channels, LeaderService};
+use tonic::transport::Channel;
 
 /// How long a request waits for a leader before giving up with "no leader".
 const LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -90,6 +92,30 @@ pub struct RaftStatus {
     pub learners: Vec<u64>,
 }
 
+/// What one attempt at the leader came to.
+enum Attempt<T> {
+    Done(stead_store::Result<T>),
+    /// Nothing was done (no leader, or the member asked does not lead): ask again.
+    Retry,
+}
+
+type AttemptFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Attempt<T>> + Send>>;
+
+fn replication(e: impl std::fmt::Display) -> Error {
+    Error::Replication {
+        reason: e.to_string(),
+    }
+}
+
+/// A failed forwarded request: "not leader" is safe to retry, anything else is final.
+fn remote_failure<T>(s: Status) -> Attempt<T> {
+    if s.code() == tonic::Code::FailedPrecondition {
+        Attempt::Retry
+    } else {
+        Attempt::Done(Err(replication(s.message())))
+    }
+}
+
 fn reply_to_result(reply: Reply) -> stead_store::Result<CommandResponse> {
     match reply {
         Some(Ok(resp)) => Ok(resp),
@@ -141,97 +167,113 @@ impl Member {
         Ok(())
     }
 
-    async fn propose_cmd(&self, cmd: Command) -> stead_store::Result<CommandResponse> {
+    /// Runs a request at the leader: `local` when this member leads, else `remote` against
+    /// the leader's peer service. Asks again while no leader is known or the member asked
+    /// turned out not to lead (nothing was done then); gives up after [`LEADER_WAIT`].
+    async fn at_leader<T>(
+        &self,
+        local: impl Fn(Member) -> AttemptFuture<T>,
+        remote: impl Fn(Member, PeerClient<Channel>, u64) -> AttemptFuture<T>,
+    ) -> stead_store::Result<T> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            if self.is_leader() {
-                match self.raft.client_write(cmd.clone()).await {
-                    Ok(resp) => return reply_to_result(resp.data),
-                    Err(e) if e.forward_to_leader().is_some() => {}
-                    Err(e) => {
-                        return Err(Error::Replication {
-                            reason: e.to_string(),
-                        });
-                    }
-                }
-            } else if let Some((_, url)) = self.remote_leader() {
-                let mut client = self.channels.get(&url).map_err(|e| Error::Replication {
-                    reason: e.message().to_string(),
-                })?;
-                let body = encode(&cmd).map_err(|e| Error::Replication {
-                    reason: e.to_string(),
-                })?;
-                match forwarded(client.propose(Blob { data: body })).await {
-                    Ok(resp) => {
-                        let result: Result<CommandResponse, stead_store::CommandError> =
-                            decode(&resp.get_ref().data).map_err(|e| Error::Replication {
-                                reason: e.to_string(),
-                            })?;
-                        return result.map_err(Error::from);
-                    }
-                    // The member we asked was not (or no longer) the leader: nothing was
-                    // proposed, so asking again is safe.
-                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
-                    Err(s)
-                        if s.code() == tonic::Code::Unavailable
-                            && s.message().contains("tcp connect") => {}
-                    Err(s) => {
-                        return Err(Error::Replication {
-                            reason: s.message().to_string(),
-                        });
-                    }
-                }
+            let attempt = if self.is_leader() {
+                local(self.clone()).await
+            } else if let Some((leader, url)) = self.remote_leader() {
+                let client = self
+                    .channels
+                    .get(&url)
+                    .map_err(|s| replication(s.message()))?;
+                remote(self.clone(), client, leader).await
+            } else {
+                Attempt::Retry
+            };
+            if let Attempt::Done(result) = attempt {
+                return result;
             }
             self.wait_for_leader(deadline).await?;
         }
     }
 
+    async fn propose_cmd(&self, cmd: Command) -> stead_store::Result<CommandResponse> {
+        let body = encode(&cmd).map_err(replication)?;
+        self.at_leader(
+            move |member| {
+                let cmd = cmd.clone();
+                Box::pin(async move {
+                    match member.raft.client_write(cmd).await {
+                        Ok(resp) => Attempt::Done(reply_to_result(resp.data)),
+                        Err(e) if e.forward_to_leader().is_some() => Attempt::Retry,
+                        Err(e) => Attempt::Done(Err(replication(e))),
+                    }
+                })
+            },
+            move |_, mut client, _| {
+                let body = body.clone();
+                Box::pin(async move {
+                    match forwarded(client.propose(Blob { data: body })).await {
+                        Ok(resp) => Attempt::Done(
+                            decode::<Result<CommandResponse, stead_store::CommandError>>(
+                                &resp.get_ref().data,
+                            )
+                            .map_err(replication)
+                            .and_then(|r| r.map_err(Error::from)),
+                        ),
+                        // The leader could not be reached at all: nothing was proposed.
+                        Err(s)
+                            if s.code() == tonic::Code::Unavailable
+                                && s.message().contains("tcp connect") =>
+                        {
+                            Attempt::Retry
+                        }
+                        Err(s) => remote_failure(s),
+                    }
+                })
+            },
+        )
+        .await
+    }
+
     async fn barrier(&self) -> stead_store::Result<()> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            if self.is_leader() {
-                match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) if e.forward_to_leader().is_some() => {}
-                    Err(e) => {
-                        return Err(Error::Replication {
-                            reason: e.to_string(),
-                        });
+        self.at_leader(
+            |member| {
+                Box::pin(async move {
+                    match member.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                        Ok(_) => Attempt::Done(Ok(())),
+                        Err(e) if e.forward_to_leader().is_some() => Attempt::Retry,
+                        Err(e) => Attempt::Done(Err(replication(e))),
                     }
-                }
-            } else if let Some((leader, url)) = self.remote_leader() {
-                let mut client = self.channels.get(&url).map_err(|e| Error::Replication {
-                    reason: e.message().to_string(),
-                })?;
-                match forwarded(client.read_index(Blob::default())).await {
-                    Ok(resp) => {
-                        let log_id: LogId =
-                            decode(&resp.get_ref().data).map_err(|e| Error::Replication {
-                                reason: e.to_string(),
-                            })?;
-                        let wait = deadline.saturating_duration_since(Instant::now());
-                        let linearizer =
-                            Linearizer::new(leader, ReadLogId::from_log_id(log_id), None);
-                        return match linearizer.try_await_ready(&self.raft, Some(wait)).await {
+                })
+            },
+            |member, mut client, leader| {
+                Box::pin(async move {
+                    let resp = match forwarded(client.read_index(Blob::default())).await {
+                        Ok(resp) => resp,
+                        Err(s) => return remote_failure(s),
+                    };
+                    let log_id: LogId = match decode(&resp.get_ref().data) {
+                        Ok(id) => id,
+                        Err(e) => return Attempt::Done(Err(replication(e))),
+                    };
+                    // Read-index: once this member has applied what the leader confirmed as
+                    // committed, a local read is linearizable.
+                    let linearizer = Linearizer::new(leader, ReadLogId::from_log_id(log_id), None);
+                    Attempt::Done(
+                        match linearizer
+                            .try_await_ready(&member.raft, Some(LEADER_WAIT))
+                            .await
+                        {
                             Ok(Ok(_)) => Ok(()),
-                            Ok(Err(_)) => Err(Error::Replication {
-                                reason: "timed out applying up to the read index".to_string(),
-                            }),
-                            Err(e) => Err(Error::Replication {
-                                reason: e.to_string(),
-                            }),
-                        };
-                    }
-                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
-                    Err(s) => {
-                        return Err(Error::Replication {
-                            reason: s.message().to_string(),
-                        });
-                    }
-                }
-            }
-            self.wait_for_leader(deadline).await?;
-        }
+                            Ok(Err(_)) => {
+                                Err(replication("timed out applying up to the read index"))
+                            }
+                            Err(e) => Err(replication(e)),
+                        },
+                    )
+                })
+            },
+        )
+        .await
     }
 
     fn lease_here(&self, op: LeaseOp) -> Option<i64> {
@@ -242,34 +284,22 @@ impl Member {
     }
 
     async fn lease_at_leader(&self, op: LeaseOp) -> stead_store::Result<Option<i64>> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            if self.is_leader() {
-                return Ok(self.lease_here(op));
-            }
-            if let Some((_, url)) = self.remote_leader() {
-                let mut client = self.channels.get(&url).map_err(|e| Error::Replication {
-                    reason: e.message().to_string(),
-                })?;
-                let body = encode(&op).map_err(|e| Error::Replication {
-                    reason: e.to_string(),
-                })?;
-                match forwarded(client.keep_alive(Blob { data: body })).await {
-                    Ok(resp) => {
-                        return decode(&resp.get_ref().data).map_err(|e| Error::Replication {
-                            reason: e.to_string(),
-                        });
+        let body = encode(&op).map_err(replication)?;
+        self.at_leader(
+            move |member| Box::pin(async move { Attempt::Done(Ok(member.lease_here(op))) }),
+            move |_, mut client, _| {
+                let body = body.clone();
+                Box::pin(async move {
+                    match forwarded(client.keep_alive(Blob { data: body })).await {
+                        Ok(resp) => {
+                            Attempt::Done(decode(&resp.get_ref().data).map_err(replication))
+                        }
+                        Err(s) => remote_failure(s),
                     }
-                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
-                    Err(s) => {
-                        return Err(Error::Replication {
-                            reason: s.message().to_string(),
-                        });
-                    }
-                }
-            }
-            self.wait_for_leader(deadline).await?;
-        }
+                })
+            },
+        )
+        .await
     }
 
     /// Applies a membership change on the leader (forwarding it there from a follower).
