@@ -21,6 +21,9 @@ enum Workload {
     RangeSerializable,
     /// Txn: compare-and-swap on one random key.
     TxnPut,
+    /// `--watchers` watch the key space while the clients put: delivery latency and
+    /// events/s delivered.
+    Watch,
 }
 
 #[derive(Args)]
@@ -48,6 +51,9 @@ pub(crate) struct BenchArgs {
     /// Number of distinct keys.
     #[arg(long, default_value_t = 100_000)]
     key_space: u64,
+    /// Watch streams for the `watch` workload.
+    #[arg(long, default_value_t = 1)]
+    watchers: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -74,7 +80,7 @@ async fn one(
     value: &[u8],
 ) -> Result<(), tonic::Status> {
     match workload {
-        Workload::Put => {
+        Workload::Put | Workload::Watch => {
             kv.put(pb::PutRequest {
                 key,
                 value: value.to_vec(),
@@ -145,6 +151,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         channels.push(channel);
     }
     let value = vec![b'v'; args.val_size];
+    if matches!(args.workload, Workload::Watch) {
+        return run_watch(&args, &channels).await;
+    }
     if matches!(args.workload, Workload::Range | Workload::RangeSerializable) {
         // Reads need keys to exist: write the whole key space once.
         let mut kv = KvClient::new(channels[0].clone());
@@ -222,6 +231,127 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ms(p99),
             ms(p999)
         );
+    }
+    Ok(())
+}
+
+/// Latency percentiles in milliseconds: p50, p90, p99, p99.9.
+fn percentiles_ms(sorted: &[Duration]) -> [f64; 4] {
+    [0.5, 0.9, 0.99, 0.999].map(|p| percentile(sorted, p).as_secs_f64() * 1000.0)
+}
+
+/// The `watch` workload: watchers on the key space, clients putting values stamped with
+/// their send time; every delivery's latency is measured.
+async fn run_watch(args: &BenchArgs, channels: &[Channel]) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use stead_server::pb::watch_client::WatchClient;
+
+    let start = Instant::now();
+    let mut watchers = Vec::new();
+    for w in 0..args.watchers.max(1) {
+        let create = pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                pb::WatchCreateRequest {
+                    key: b"bench/".to_vec(),
+                    range_end: b"bench0".to_vec(),
+                    ..Default::default()
+                },
+            )),
+        };
+        // The request side stays open for the life of the watch.
+        let requests = futures::stream::iter([create]).chain(futures::stream::pending());
+        let mut stream = WatchClient::new(channels[w % channels.len()].clone())
+            .watch(requests)
+            .await
+            .context("opening a watch stream")?
+            .into_inner();
+        // Wait for `created` so no put is issued before the watch exists.
+        stream
+            .next()
+            .await
+            .context("watch stream ended")?
+            .context("watch failed")?;
+        let total = args.total;
+        watchers.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(total as usize);
+            while (lat.len() as u64) < total {
+                let Ok(Some(Ok(resp))) =
+                    tokio::time::timeout(Duration::from_secs(30), stream.next()).await
+                else {
+                    break;
+                };
+                let now = start.elapsed();
+                for ev in resp.events {
+                    if let Some(sent) = ev.kv.as_ref().and_then(|kv| kv.value.get(..8)) {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(sent);
+                        lat.push(now.saturating_sub(Duration::from_nanos(u64::from_le_bytes(b))));
+                    }
+                }
+            }
+            lat
+        }));
+    }
+
+    let issued = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for c in 0..args.clients.max(1) {
+        let mut kv = KvClient::new(channels[c % channels.len()].clone());
+        let issued = issued.clone();
+        let (total, key_space, key_size, val_size) = (
+            args.total,
+            args.key_space,
+            args.key_size,
+            args.val_size.max(8),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (c as u64 + 1).wrapping_mul(0x2545_f491);
+            while issued.fetch_add(1, Ordering::Relaxed) < total {
+                let k = key(next_rand(&mut rng) % key_space.max(1), key_size);
+                let mut value = vec![b'v'; val_size];
+                value[..8].copy_from_slice(&(start.elapsed().as_nanos() as u64).to_le_bytes());
+                let _ = one(&mut kv, Workload::Put, k, &value).await;
+            }
+        }));
+    }
+    for w in writers {
+        w.await?;
+    }
+    let put_secs = start.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    for w in watchers {
+        latencies.extend(w.await?);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let [p50, p90, p99, p999] = percentiles_ms(&latencies);
+    let delivered = latencies.len();
+    let expected = args.total as usize * args.watchers.max(1);
+    if args.json {
+        println!(
+            "{{\"workload\":\"Watch\",\"clients\":{},\"watchers\":{},\"puts_per_s\":{:.1},\"delivered\":{},\"expected\":{},\"events_per_s\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3}}}",
+            args.clients,
+            args.watchers,
+            args.total as f64 / put_secs,
+            delivered,
+            expected,
+            delivered as f64 / secs,
+            p50,
+            p90,
+            p99,
+            p999
+        );
+    } else {
+        println!(
+            "Watch: {} watchers, {} clients: {:.0} puts/s; {delivered} of {expected} events delivered, {:.0} events/s\ndelivery latency ms: p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}  p99.9 {p999:.3}",
+            args.watchers,
+            args.clients,
+            args.total as f64 / put_secs,
+            delivered as f64 / secs,
+        );
+    }
+    if delivered < expected {
+        anyhow::bail!("watchers missed {} events", expected - delivered);
     }
     Ok(())
 }
