@@ -3,7 +3,10 @@
 # generator (`stead bench`, which speaks the etcd v3 API) and the same durability (both fsync
 # every commit).
 #
-#   bench/compare.sh [single|cluster|both]     (default: both)
+#   bench/compare.sh [single|cluster|footprint|both]     (default: both)
+#
+# `footprint`: RSS and on-disk size after loading 100k (and, with FOOTPRINT_KEYS=1000000,
+# 1M) keys of 256 B, cold start time, and recovery time after kill -9.
 #
 # Needs etcd 3.4 on PATH (Debian: apt-get install etcd-server); installs nothing itself.
 # Prints a table: workload, clients, stead req/s, etcd req/s, ratio.
@@ -65,9 +68,48 @@ run() { # n
   done
 }
 
+ready_ms() { # endpoint: milliseconds until a put succeeds
+  local t0 t1
+  t0=$(date +%s%N)
+  for _ in $(seq 500); do
+    ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=1s put __ready 1 >/dev/null 2>&1 && break
+    sleep 0.02
+  done
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000000 ))
+}
+
+footprint() {
+  local keys=${FOOTPRINT_KEYS:-100000} kind
+  printf '\nfootprint after %s keys of 256 B\n%-6s %10s %10s %12s %14s\n' "$keys" system rss_mb disk_mb cold_start_ms recovery_ms
+  for kind in stead etcd; do
+    local dir="$work/fp-$kind" ep=127.0.0.1:23790
+    local args=(--name m0 --data-dir "$dir" --listen-client-urls "http://$ep" --advertise-client-urls "http://$ep"
+      --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800
+      --initial-cluster m0=http://127.0.0.1:23800)
+    start_one() { if [ "$kind" = stead ]; then "$stead" serve "${args[@]}" >>"$work/fp-$kind.log" 2>&1 &
+      else etcd "${args[@]}" >>"$work/fp-$kind.log" 2>&1 & fi; pid=$!; }
+    start_one
+    local cold; cold=$(ready_ms "$ep")
+    "$stead" bench put --endpoints "$ep" --clients 64 --conns 8 --total "$keys" --key-space "$keys" --json >/dev/null
+    # Compact history so both hold one version per key.
+    local rev; rev=$(ETCDCTL_API=3 etcdctl --endpoints="$ep" endpoint status -w json | sed -E 's/.*"revision":([0-9]+).*/\1/')
+    ETCDCTL_API=3 etcdctl --endpoints="$ep" compact "$rev" >/dev/null
+    ETCDCTL_API=3 etcdctl --endpoints="$ep" defrag >/dev/null
+    local rss; rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status")
+    local disk; disk=$(du -sm "$dir" | cut -f1)
+    kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+    start_one
+    local recovery; recovery=$(ready_ms "$ep")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    printf '%-6s %10s %10s %12s %14s\n' "$kind" "$rss" "$disk" "$cold" "$recovery"
+  done
+}
+
 case "$mode" in
+  footprint) footprint ;;
   single) run 1 ;;
   cluster) run 3 ;;
-  both) run 1; run 3 ;;
-  *) echo "usage: $0 [single|cluster|both]" >&2; exit 2 ;;
+  both) run 1; run 3; footprint ;;
+  *) echo "usage: $0 [single|cluster|footprint|both]" >&2; exit 2 ;;
 esac
