@@ -69,6 +69,9 @@ fn serve_fails(dir: &Path, args: &[&str]) -> String {
     if !args.contains(&"--listen-client-urls") {
         argv.extend(["--listen-client-urls", "http://127.0.0.1:0"]);
     }
+    if !args.contains(&"--listen-api-url") {
+        argv.extend(["--listen-api-url", "http://127.0.0.1:0"]);
+    }
     argv.extend(args);
     let out = stead(&argv, None);
     let stderr = text(&out.stderr);

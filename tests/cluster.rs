@@ -556,11 +556,7 @@ async fn a_minority_refuses_linearizable_reads_and_writes_but_serves_serializabl
     let got = ctl_ok(&ep, &["get", "k", "--consistency=s", "--print-value-only"]);
     assert_eq!(got.trim(), "v1");
     // ...but linearizable reads and writes fail with an etcd error, never a stale answer.
-    for args in [
-        vec!["get", "k"],
-        vec!["put", "k", "v2"],
-        vec!["txn"],
-    ] {
+    for args in [vec!["get", "k"], vec!["put", "k", "v2"], vec!["txn"]] {
         let stdin = (args[0] == "txn").then_some("\nput k v3\n\n\n");
         let out = etcdctl(&ep, &args, stdin);
         let err = String::from_utf8_lossy(&out.stderr);

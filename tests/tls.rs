@@ -353,6 +353,7 @@ fn serve_expecting_exit(dir: &Path, args: &[&str]) -> (bool, String) {
         .arg("serve")
         .args(["--data-dir", path(&dir.join("data"))])
         .args(["--listen-client-urls", "https://127.0.0.1:0"])
+        .args(["--listen-api-url", "http://127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -43,10 +43,21 @@ fn write_request(
     body: Option<&str>,
     close: bool,
 ) {
+    write_typed_request(stream, method, path, "application/json", body, close);
+}
+
+fn write_typed_request(
+    stream: &mut impl Write,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&str>,
+    close: bool,
+) {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     if let Some(body) = body {
         head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
             body.len()
         ));
     }
@@ -165,6 +176,26 @@ pub(crate) fn request_on<S: Read + Write>(
     }
 }
 
+/// Any method, with a body of the given content type (e.g. `application/merge-patch+json`).
+pub(crate) fn send(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&str>,
+) -> HttpResponse {
+    let mut stream = connect(endpoint);
+    write_typed_request(&mut stream, method, path, content_type, body, true);
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader);
+    let body = read_body(&mut reader, &headers);
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
 fn connect(endpoint: &str) -> TcpStream {
     let tcp = TcpStream::connect(endpoint).unwrap_or_else(|e| panic!("connect {endpoint}: {e}"));
     tcp.set_read_timeout(Some(Duration::from_secs(15)))
@@ -195,8 +226,17 @@ pub(crate) struct LineStream {
 impl LineStream {
     /// `POST path` and read the response head; the body is read by [`LineStream::next_line`].
     pub(crate) fn open(endpoint: &str, path: &str, body: &str) -> LineStream {
+        Self::open_with(endpoint, "POST", path, Some(body))
+    }
+
+    /// `GET path` (a Kubernetes-style watch) and read the response head.
+    pub(crate) fn get(endpoint: &str, path: &str) -> LineStream {
+        Self::open_with(endpoint, "GET", path, None)
+    }
+
+    fn open_with(endpoint: &str, method: &str, path: &str, body: Option<&str>) -> LineStream {
         let mut tcp = connect(endpoint);
-        write_request(&mut tcp, "POST", path, Some(body), false);
+        write_request(&mut tcp, method, path, body, false);
         let mut reader = BufReader::new(tcp);
         let (status, headers) = read_head(&mut reader);
         LineStream {

@@ -119,6 +119,15 @@ pub(crate) fn start_stead_on(data_dir: &Path, port: u16, peer: u16, extra: &[&st
                 format!("default={peer_url}"),
             ]
         })
+        .args(if extra.contains(&"--listen-api-url") {
+            Vec::new()
+        } else {
+            // Never the default port 6443: tests run side by side.
+            vec![
+                "--listen-api-url".to_string(),
+                format!("http://127.0.0.1:{}", free_port()),
+            ]
+        })
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log_file)

@@ -73,6 +73,9 @@ pub(crate) struct ServeArgs {
     /// Interval of watch progress notifications (e.g. 10m, 30s, 500ms).
     #[arg(long = "experimental-watch-progress-notify-interval", default_value = "10m", value_parser = parse_duration)]
     progress_notify_interval: Duration,
+    /// URL of the Kubernetes-shaped REST API (`/apis/...`); empty to serve none.
+    #[arg(long, default_value = "http://127.0.0.1:6443")]
+    listen_api_url: String,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -157,7 +160,12 @@ impl ServeArgs {
             (None, None) => None,
             _ => bail!("--peer-cert-file and --peer-key-file must be given together"),
         };
+        let listen_api_url = match self.listen_api_url.as_str() {
+            "" => None,
+            url => Some(Url::parse(url).with_context(|| format!("--listen-api-url {url:?}"))?),
+        };
         Ok(ServerConfig {
+            listen_api_url,
             name: self.name,
             data_dir: self.data_dir,
             advertise_client_urls: if self.advertise_client_urls.is_empty() {
@@ -189,6 +197,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start (data dir {})", data_dir.display()))?;
     for addr in &server.client_addrs {
         tracing::info!(%addr, "ready to serve client requests");
+    }
+    if let Some(addr) = server.api_addr {
+        tracing::info!(%addr, "ready to serve the REST API");
     }
     server
         .run_until(async {

@@ -4,6 +4,7 @@
 //! - [`etcd`]: one tonic service per etcd service, on the shared [`etcd::EtcdApi`].
 //! - [`gateway`]: `/v3/...` JSON, `/version`, `/health`, `/metrics`.
 //! - [`status`]: the single mapping from store errors to gRPC (and HTTP) errors.
+//! - [`rest`]: the Kubernetes-shaped REST API (`/apis/...`) on `--listen-api-url`.
 //! - [`serve`]: listeners (plain or TLS) carrying gRPC and HTTP on the same port.
 
 pub mod cluster;
@@ -13,6 +14,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod pb;
 pub mod peer;
+pub mod rest;
 pub mod serve;
 pub mod status;
 pub mod tls;

@@ -25,7 +25,7 @@ use crate::pb::steadpeer::peer_server::PeerServer;
 use crate::peer::{Channels, MAX_PEER_MESSAGE, Network, PeerService};
 use crate::status::MAX_GRPC_RECV_BYTES;
 use crate::tls::{TlsFiles, acceptor};
-use crate::{ServeError, gateway};
+use crate::{ServeError, gateway, rest};
 
 /// Everything `stead serve` needs, named after etcd's flags.
 #[derive(Debug, Clone)]
@@ -48,11 +48,15 @@ pub struct ServerConfig {
     /// Log entries kept behind a snapshot for slow followers to catch up from.
     pub snapshot_catchup_entries: u64,
     pub progress_notify_interval: Duration,
+    /// Where the Kubernetes-shaped REST API listens (`--listen-api-url`); `None`: nowhere.
+    pub listen_api_url: Option<Url>,
 }
 
 /// A running server: its bound addresses and a way to stop it.
 pub struct Server {
     pub client_addrs: Vec<SocketAddr>,
+    /// The bound address of the REST API, if it is served.
+    pub api_addr: Option<SocketAddr>,
     store: Store,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -158,8 +162,41 @@ impl Server {
             tracing::info!(%local, tls = tls.is_some(), "serving client requests");
             tasks.push(tokio::spawn(accept_loop(listener, tls, app.clone())));
         }
+        let api_addr = match &config.listen_api_url {
+            Some(url) => {
+                let rest = rest::RestApi::new(store.clone(), config.progress_notify_interval)
+                    .await
+                    .map_err(ServeError::Config)?;
+                let tls = if url.scheme() == "https" {
+                    Some(tls.clone().ok_or_else(|| {
+                        ServeError::Config(format!(
+                            "listen API URL {url} is https but no --cert-file/--key-file was given"
+                        ))
+                    })?)
+                } else if url.scheme() == "http" {
+                    None
+                } else {
+                    return Err(ServeError::Config(format!(
+                        "listen API URL {url} must use http or https"
+                    )));
+                };
+                let addr = socket_addr(url)?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| ServeError::Bind { addr, source })?;
+                tracing::info!(%local, tls = tls.is_some(), "serving the REST API");
+                tasks.push(tokio::spawn(rest.clone().follow_crds()));
+                tasks.push(tokio::spawn(accept_loop(listener, tls, rest::router(rest))));
+                Some(local)
+            }
+            None => None,
+        };
         Ok(Server {
             client_addrs,
+            api_addr,
             store,
             tasks,
         })

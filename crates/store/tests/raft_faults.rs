@@ -320,26 +320,37 @@ async fn an_isolated_leader_is_replaced_and_rejoins_without_diverging() {
         .filter(|n| n.raft.metrics().borrow_watched().id != old)
         .collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let new_leader = loop {
-        if let Some(n) = majority
-            .iter()
-            .find(|n| n.raft.metrics().borrow_watched().state == ServerState::Leader)
-        {
-            break n;
-        }
+    while !majority
+        .iter()
+        .any(|n| n.raft.metrics().borrow_watched().state == ServerState::Leader)
+    {
         assert!(tokio::time::Instant::now() < deadline, "no new leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+    // A just-elected leader may still refuse writes until its lease is established: retry
+    // through the majority until each write commits.
     let mut last = 0;
     for i in 1..20 {
-        let resp = new_leader
-            .raft
-            .client_write(put(i))
-            .await
-            .expect("the majority commits");
-        if let Some(Ok(stead_store::CommandResponse::Put(p))) = resp.data {
-            last = p.revision;
-        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        last = loop {
+            let mut committed = None;
+            for node in &majority {
+                if let Ok(resp) = node.raft.client_write(put(i)).await
+                    && let Some(Ok(stead_store::CommandResponse::Put(p))) = resp.data
+                {
+                    committed = Some(p.revision);
+                    break;
+                }
+            }
+            if let Some(rev) = committed {
+                break rev;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the majority never committed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
     }
     // The isolated old leader cannot commit anything.
     let stale = tokio::time::timeout(

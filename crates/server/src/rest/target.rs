@@ -1,0 +1,197 @@
+//! What a URL names: `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/status]]`
+//! split and resolved against the kind registry.
+
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use stead_api::lifecycle::KindRules;
+use stead_api::{GroupVersionResource, Kind, KindVersion, storage_prefix};
+
+use super::status::{ApiError, Subject, unknown_resource};
+use super::{CRD_GROUP, CRD_PLURAL, RestApi};
+
+/// What a URL names: a kind (at a served version), maybe a namespace, name and `/status`.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) kind: Kind,
+    pub(crate) version: KindVersion,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) status: bool,
+}
+
+impl Target {
+    pub(crate) fn api_version(&self) -> String {
+        self.kind.gvk(&self.version.name).api_version()
+    }
+
+    pub(crate) fn subject(&self) -> Subject {
+        Subject {
+            group: self.kind.group.clone(),
+            resource: self.kind.names.plural.clone(),
+            name: self.name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The key prefix of a collection (every namespace when none is named).
+    pub(crate) fn prefix(&self) -> String {
+        storage_prefix(
+            &self.kind.group,
+            &self.kind.names.plural,
+            self.namespace.as_deref(),
+        )
+    }
+
+    pub(crate) fn key(&self, name: &str) -> String {
+        self.kind.storage_key(self.namespace.as_deref(), name)
+    }
+
+    pub(crate) fn rules(&self) -> KindRules {
+        KindRules::of(&self.kind, &self.version)
+    }
+
+    pub(crate) fn is_crd(&self) -> bool {
+        self.kind.group == CRD_GROUP && self.kind.names.plural == CRD_PLURAL
+    }
+}
+
+/// `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/status]]`, split.
+#[derive(Debug, PartialEq, Eq)]
+struct ParsedPath<'a> {
+    group: &'a str,
+    version: &'a str,
+    namespace: Option<&'a str>,
+    plural: &'a str,
+    name: Option<&'a str>,
+    status: bool,
+}
+
+fn parse_path(path: &str) -> Option<ParsedPath<'_>> {
+    let rest = path.strip_prefix("/apis/")?.trim_end_matches('/');
+    let segs: Vec<&str> = rest.split('/').collect();
+    if segs.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let (group, version, tail) = match segs.as_slice() {
+        [g, v, tail @ ..] if !tail.is_empty() => (*g, *v, tail),
+        _ => return None,
+    };
+    let (namespace, tail) = match tail {
+        // A Namespace's own status, not a namespaced resource named "status".
+        ["namespaces", _, "status"] => (None, tail),
+        ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(*ns), tail),
+        _ => (None, tail),
+    };
+    let (plural, name, status) = match tail {
+        [plural] => (*plural, None, false),
+        [plural, name] => (*plural, Some(*name), false),
+        [plural, name, "status"] => (*plural, Some(*name), true),
+        _ => return None,
+    };
+    Some(ParsedPath {
+        group,
+        version,
+        namespace,
+        plural,
+        name,
+        status,
+    })
+}
+
+/// Resolves a path against the registry, reloading stored CRDs once on a miss.
+pub(crate) async fn resolve(api: &RestApi, path: &str) -> Result<Target, ApiError> {
+    let parsed = parse_path(path).ok_or_else(|| not_found_path(path))?;
+    let gvr = GroupVersionResource {
+        group: parsed.group.to_owned(),
+        version: parsed.version.to_owned(),
+        resource: parsed.plural.to_owned(),
+    };
+    let lookup = |api: &RestApi| {
+        api.registry()
+            .lookup_resource(&gvr)
+            .map(|(k, v)| (k.clone(), v.clone()))
+    };
+    let (kind, version) = match lookup(api) {
+        Ok(found) => found,
+        Err(_) => {
+            api.load_crds().await?;
+            lookup(api).map_err(|e| {
+                unknown_resource(
+                    &e,
+                    &Subject {
+                        group: gvr.group.clone(),
+                        resource: gvr.resource.clone(),
+                        name: parsed.name.unwrap_or_default().to_owned(),
+                    },
+                )
+            })?
+        }
+    };
+    let namespaced = kind.scope.is_namespaced();
+    if (parsed.namespace.is_some() && !namespaced)
+        || (namespaced && parsed.namespace.is_none() && parsed.name.is_some())
+    {
+        return Err(not_found_path(path));
+    }
+    Ok(Target {
+        kind,
+        version,
+        namespace: parsed.namespace.map(str::to_owned),
+        name: parsed.name.map(str::to_owned),
+        status: parsed.status,
+    })
+}
+
+fn not_found_path(path: &str) -> ApiError {
+    let mut err = ApiError::bad_request(format!(
+        "the server could not find the requested resource (path {path:?})"
+    ));
+    err.code = 404;
+    err.reason = "NotFound";
+    err
+}
+
+/// Fallback for paths outside `/apis/`.
+pub(crate) async fn not_found(uri: Uri) -> Response {
+    not_found_path(uri.path()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_group_version_namespace_plural_name_and_status() {
+        let p = parse_path("/apis/x.io/v1/namespaces/ns/widgets/a/status");
+        assert_eq!(
+            p,
+            Some(ParsedPath {
+                group: "x.io",
+                version: "v1",
+                namespace: Some("ns"),
+                plural: "widgets",
+                name: Some("a"),
+                status: true,
+            })
+        );
+        let ns = parse_path("/apis/stead.dev/v1/namespaces/default");
+        assert_eq!(
+            ns.map(|p| (p.plural, p.name)),
+            Some(("namespaces", Some("default")))
+        );
+        let ns_status = parse_path("/apis/stead.dev/v1/namespaces/default/status");
+        assert_eq!(
+            ns_status.map(|p| (p.namespace, p.plural, p.status)),
+            Some((None, "namespaces", true))
+        );
+        let all = parse_path("/apis/x.io/v1/widgets");
+        assert_eq!(all.map(|p| (p.namespace, p.name)), Some((None, None)));
+        for bad in [
+            "/apis/x.io/v1",
+            "/apis/x.io/v1/w/a/b",
+            "/apis//v1/w",
+            "/api/v1/pods",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
+    }
+}
