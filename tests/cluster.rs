@@ -32,6 +32,24 @@ fn ctl_ok(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Like [`ctl_ok`], but retries while the command fails (an election or a membership change
+/// in flight can refuse it for a moment) until a deadline.
+fn ctl_retry(endpoint: &str, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = etcdctl(endpoint, args, None);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcdctl {args:?} against {endpoint} kept failing: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 async fn status(endpoint: &str) -> Option<pb::StatusResponse> {
     let mut m = MaintenanceClient::new(channel(endpoint).await);
     m.status(pb::StatusRequest {})
@@ -253,10 +271,11 @@ async fn a_learner_is_added_promoted_and_another_member_removed_while_serving() 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = Cluster::start(dir.path(), 3);
     leader(&cluster, Duration::from_secs(20)).await;
-    ctl_ok(&cluster.endpoint(0), &["put", "before", "1"]);
+    ctl_retry(&cluster.endpoint(0), &["put", "before", "1"]);
 
     // Add a fourth member as a learner, then start it: it catches up and serves reads.
     let i = cluster.reserve(dir.path());
+    // Not retried: a retry after an unseen success would be refused as a duplicate.
     let out = ctl_ok(
         &cluster.endpoint(0),
         &[
@@ -270,11 +289,11 @@ async fn a_learner_is_added_promoted_and_another_member_removed_while_serving() 
     assert!(out.contains("added to cluster"), "{out}");
     cluster.start_joining(i);
     wait_for_value(&cluster, i, "before", "1", Duration::from_secs(20)).await;
-    let status = ctl_ok(&cluster.endpoint(i), &["endpoint", "status", "-w", "json"]);
+    let status = ctl_retry(&cluster.endpoint(i), &["endpoint", "status", "-w", "json"]);
     assert!(status.contains("\"isLearner\":true"), "{status}");
 
     let new_id = member_id_hex(&cluster.endpoint(0), &cluster.peer_url(i));
-    let out = ctl_ok(&cluster.endpoint(1), &["member", "promote", &new_id]);
+    let out = ctl_retry(&cluster.endpoint(1), &["member", "promote", &new_id]);
     assert!(out.contains("promoted"), "{out}");
 
     // Remove member 2 (through member 1), then stop it.
@@ -282,19 +301,29 @@ async fn a_learner_is_added_promoted_and_another_member_removed_while_serving() 
     let out = ctl_ok(&cluster.endpoint(1), &["member", "remove", &gone]);
     assert!(out.contains("removed"), "{out}");
     cluster.kill(2);
-    let list = ctl_ok(&cluster.endpoint(0), &["member", "list"]);
-    assert_eq!(list.lines().count(), 3, "{list}");
-    assert!(!list.contains(&cluster.peer_url(2)), "{list}");
+    // Member 0 applies the change a moment after the leader commits it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = ctl_retry(&cluster.endpoint(0), &["member", "list"]);
+        if list.lines().count() == 3 && !list.contains(&cluster.peer_url(2)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member list never dropped the member: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Move leadership to the new member; the cluster keeps serving writes everywhere.
     let leader_i = leader(&cluster, Duration::from_secs(10)).await;
     let all = format!("{},{}", cluster.endpoint(leader_i), cluster.endpoint(i));
-    let out = ctl_ok(&all, &["move-leader", &new_id]);
+    let out = ctl_retry(&all, &["move-leader", &new_id]);
     assert!(out.contains("Leadership transferred"), "{out}");
     assert_eq!(leader(&cluster, Duration::from_secs(10)).await, i);
     for j in [0, 1, i] {
-        ctl_ok(&cluster.endpoint(j), &["put", &format!("after{j}"), "ok"]);
-        let got = ctl_ok(
+        ctl_retry(&cluster.endpoint(j), &["put", &format!("after{j}"), "ok"]);
+        let got = ctl_retry(
             &cluster.endpoint(0),
             &["get", &format!("after{j}"), "--print-value-only"],
         );

@@ -25,10 +25,18 @@ pub(crate) fn require_tool(name: &str) -> PathBuf {
     );
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago and has not been handed out before in this process:
+/// tests run in parallel threads, and two of them must never be given the same port.
 pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local addr").port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A server process killed (SIGKILL) when dropped.
@@ -66,6 +74,13 @@ fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // Something listens; make sure it is our child and not a stranger on the port.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "server exited with {status} while port {port} answered:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {

@@ -107,6 +107,23 @@ fn replication(e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// True when a write was refused before it entered the log (this member does not lead), so
+/// proposing it again cannot apply it twice. `LogEntryDiscarded` also names a leader but
+/// means the outcome is unknown: it must not be retried.
+fn not_appended(
+    e: &openraft::errors::RaftError<
+        stead_store::raft::TypeConfig,
+        openraft::errors::ClientWriteError<stead_store::raft::TypeConfig>,
+    >,
+) -> bool {
+    matches!(
+        e,
+        openraft::errors::RaftError::APIError(openraft::errors::ClientWriteError::ForwardToLeader(
+            _
+        ))
+    )
+}
+
 /// A failed forwarded request: "not leader" is safe to retry, anything else is final.
 fn remote_failure<T>(s: Status) -> Attempt<T> {
     if s.code() == tonic::Code::FailedPrecondition {
@@ -203,7 +220,7 @@ impl Member {
                 Box::pin(async move {
                     match member.raft.client_write(cmd).await {
                         Ok(resp) => Attempt::Done(reply_to_result(resp.data)),
-                        Err(e) if e.forward_to_leader().is_some() => Attempt::Retry,
+                        Err(e) if not_appended(&e) => Attempt::Retry,
                         Err(e) => Attempt::Done(Err(replication(e))),
                     }
                 })
@@ -552,7 +569,7 @@ impl LeaderService for Member {
                         data: encode(&result).map_err(internal)?,
                     })
                 }
-                Err(e) if e.forward_to_leader().is_some() => Err(not_leader()),
+                Err(e) if not_appended(&e) => Err(not_leader()),
                 Err(e) => Err(Status::unavailable(e.to_string())),
             }
         })

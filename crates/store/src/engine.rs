@@ -135,7 +135,10 @@ impl Engine {
     /// Rebuilds the index from the `kv` table (on open, after a restore, and after an apply
     /// that failed part-way).
     fn rebuild_index(&self, db: &Database) -> Result<()> {
-        let mut indexed = write_lock(&self.index);
+        self.rebuild_into(db, &mut write_lock(&self.index))
+    }
+
+    fn rebuild_into(&self, db: &Database, indexed: &mut Indexed) -> Result<()> {
         indexed.index.clear();
         let txn = db.begin_read().ctx("rebuilding the index")?;
         let state = State::load(&txn.open_table(META).ctx("opening meta")?)?;
@@ -222,8 +225,8 @@ impl Engine {
     ) -> Result<BatchResult> {
         let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
         txn.set_durability(durability).ctx("setting durability")?;
+        let mut indexed = write_lock(&self.index);
         let (responses, applied) = {
-            let mut indexed = write_lock(&self.index);
             let mut applier = Applier::open(&txn, &mut indexed.index)?;
             let mut responses = Vec::with_capacity(commands.len());
             for cmd in commands {
@@ -232,10 +235,17 @@ impl Engine {
                     other => responses.push(other),
                 }
             }
-            let applied = applier.finish()?;
-            // Compaction already dropped index entries: readers must see the new bound.
-            indexed.compacted = applied.state.compacted;
-            (responses, applied)
+            (responses, applier.finish()?)
+        };
+        // Compaction already dropped index entries: readers must see the new bound.
+        indexed.compacted = applied.state.compacted;
+        // A compaction above what readers can see (revisions made earlier in this batch)
+        // removed versions they still read: keep them out until the commit is visible.
+        let held = if applied.state.compacted > indexed.committed {
+            Some(indexed)
+        } else {
+            drop(indexed);
+            None
         };
         if !replication.is_empty() {
             let mut table = txn.open_table(REPLICATION).ctx("opening replication")?;
@@ -249,7 +259,10 @@ impl Engine {
             events,
             lease_changes,
         } = applied;
-        write_lock(&self.index).committed = state.revision;
+        match held {
+            Some(mut indexed) => indexed.committed = state.revision,
+            None => write_lock(&self.index).committed = state.revision,
+        }
         Ok(BatchResult {
             responses,
             revision: state.revision,
@@ -495,7 +508,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes a consistent logical copy of every table to `out`; see [`SnapshotRecord`].
+    /// Writes a consistent logical copy of every table to `out` (a sequence of length-prefixed
+    /// records, read back by [`Engine::restore_snapshot`]).
     pub fn write_snapshot(&self, out: &mut impl Write) -> Result<u64> {
         Ok(self.write_snapshot_reading(out, &[])?.0)
     }
@@ -667,8 +681,10 @@ impl Engine {
                     }
                 }
             }
+            // Readers must never pair the old index with the new data.
+            let mut indexed = write_lock(&self.index);
             txn.commit().ctx(c)?;
-            self.rebuild_index(db)
+            self.rebuild_into(db, &mut indexed)
         })
     }
 

@@ -223,7 +223,7 @@ impl Shared {
             .iter()
             .any(|(_, a)| *a == AlarmType::NoSpace);
         self.no_space.store(raised, Ordering::Release);
-        self.hub.publish(revision, compacted, Vec::new());
+        self.hub.publish_jump(revision, compacted);
         Ok(())
     }
 }

@@ -187,7 +187,7 @@ pub enum AlarmType {
     Corrupt,
 }
 
-/// A mutation of the store. Every change enters through [`crate::Engine::apply`] as one of
+/// A mutation of the store. Every change enters through [`crate::Engine::apply_batch`] as one of
 /// these; each is deterministic (ids and decisions that need a clock or randomness are made
 /// before the command is built), so a log of commands replays to the same state anywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -328,3 +328,69 @@ async fn a_progress_request_sent_while_a_watcher_replays_history_is_answered_aft
     }
     drop(requests);
 }
+
+/// After a member installed a snapshot (its whole state replaced by a newer one), watchers
+/// on it received nothing for the revisions the snapshot brought until some later write
+/// happened to arrive: the hub raised its revision without telling the streams. An empty
+/// batch now announces the jump and the streams catch up from history at once. Fixed in
+/// `watch/hub.rs` (`publish_jump`) and `watch/stream.rs` (`deliver`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_catch_up_right_after_a_snapshot_replaces_the_state() {
+    let behind_dir = tempfile::tempdir().unwrap();
+    let behind = Store::open(StoreConfig::new(behind_dir.path())).unwrap();
+    let ahead_dir = tempfile::tempdir().unwrap();
+    let ahead = Store::open(StoreConfig::new(ahead_dir.path())).unwrap();
+    for i in 0..5 {
+        ahead
+            .put(PutRequest {
+                key: format!("k{i}").into_bytes(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    let (req_tx, req_rx) = mpsc::channel(4);
+    let (out_tx, mut out_rx) = mpsc::channel(16);
+    tokio::spawn(serve_watch(
+        behind.clone(),
+        req_rx,
+        out_tx,
+        Duration::from_secs(600),
+    ));
+    req_tx
+        .send(WatchRequest::Create(WatchSpec {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let created = timeout(Duration::from_secs(5), out_rx.recv())
+        .await
+        .unwrap();
+    assert!(matches!(created, Some(WatchOutput::Created { .. })));
+
+    // Replace `behind`'s state with `ahead`'s, as a snapshot install does.
+    let mut snapshot = Vec::new();
+    ahead.engine().write_snapshot(&mut snapshot).unwrap();
+    behind
+        .engine()
+        .restore_snapshot(&mut snapshot.as_slice())
+        .unwrap();
+    behind.shared().reload().unwrap();
+
+    // No further write: the watcher must still see revisions 2..=6.
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        match timeout(Duration::from_secs(5), out_rx.recv()).await {
+            Ok(Some(WatchOutput::Events { events, .. })) => {
+                seen.extend(events.into_iter().map(|e| e.kv.mod_revision));
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => panic!("the watcher saw only {seen:?} after the snapshot"),
+        }
+    }
+    assert_eq!(seen, vec![2, 3, 4, 5, 6]);
+}

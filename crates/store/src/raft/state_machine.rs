@@ -72,7 +72,15 @@ impl StateMachine {
         })
     }
 
+    /// Persists `meta`/`data` as the current snapshot unless a newer one is already current.
+    /// Builds and installs may race; holding `current` throughout serializes them.
     fn save_current(&self, meta: &SnapshotMeta, data: &Arc<Vec<u8>>) -> io::Result<()> {
+        let mut current = lock(&self.current);
+        if let Some((existing, _)) = current.as_ref()
+            && existing.last_log_id > meta.last_log_id
+        {
+            return Ok(());
+        }
         let meta_json = serde_json::to_vec(meta).map_err(io::Error::other)?;
         let mut file = Vec::with_capacity(4 + meta_json.len() + data.len());
         file.extend_from_slice(&(meta_json.len() as u32).to_le_bytes());
@@ -89,7 +97,7 @@ impl StateMachine {
         if let Some(dir) = self.snapshot_path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        *lock(&self.current) = Some((meta.clone(), data.clone()));
+        *current = Some((meta.clone(), data.clone()));
         Ok(())
     }
 }

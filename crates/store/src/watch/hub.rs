@@ -49,6 +49,14 @@ impl Hub {
         self.live.subscribe()
     }
 
+    /// Called after the whole state was replaced (a snapshot installed): streams learn that
+    /// revisions up to `revision` exist and catch up from history.
+    pub fn publish_jump(&self, revision: i64, compacted: i64) {
+        self.compacted.store(compacted, Ordering::Release);
+        self.revision.store(revision, Ordering::Release);
+        let _ = self.live.send(Vec::new().into());
+    }
+
     /// Called after a batch is durable.
     pub fn publish(&self, revision: i64, compacted: i64, events: Vec<RevisionEvents>) {
         self.compacted.store(compacted, Ordering::Release);

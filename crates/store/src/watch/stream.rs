@@ -258,6 +258,9 @@ impl StreamState {
 
     async fn deliver(&mut self, batch: &[RevisionEvents]) -> bool {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            // An empty batch announces a jump (a snapshot was installed): anything below the
+            // new revision comes from history.
+            self.mark_lagging();
             return true;
         };
         let mut outputs = Vec::new();
