@@ -382,24 +382,24 @@ fn parse_op(line: &str) -> anyhow::Result<pb::RequestOp> {
             value: value.as_bytes().to_vec(),
             ..Default::default()
         }),
-        ["get", key] => Request::RequestRange(pb::RangeRequest {
+        ["get", key, end @ ..] if end.len() <= 1 => Request::RequestRange(pb::RangeRequest {
             key: key.as_bytes().to_vec(),
+            range_end: end
+                .first()
+                .map(|e| e.as_bytes().to_vec())
+                .unwrap_or_default(),
             ..Default::default()
         }),
-        ["get", key, end] => Request::RequestRange(pb::RangeRequest {
-            key: key.as_bytes().to_vec(),
-            range_end: end.as_bytes().to_vec(),
-            ..Default::default()
-        }),
-        ["del", key] => Request::RequestDeleteRange(pb::DeleteRangeRequest {
-            key: key.as_bytes().to_vec(),
-            ..Default::default()
-        }),
-        ["del", key, end] => Request::RequestDeleteRange(pb::DeleteRangeRequest {
-            key: key.as_bytes().to_vec(),
-            range_end: end.as_bytes().to_vec(),
-            ..Default::default()
-        }),
+        ["del", key, end @ ..] if end.len() <= 1 => {
+            Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                range_end: end
+                    .first()
+                    .map(|e| e.as_bytes().to_vec())
+                    .unwrap_or_default(),
+                ..Default::default()
+            })
+        }
         _ => bail!("cannot parse txn op {line:?} (put K V | get K [END] | del K [END])"),
     };
     Ok(pb::RequestOp {
