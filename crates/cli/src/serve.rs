@@ -64,6 +64,9 @@ pub(crate) struct ServeArgs {
     /// Backend size (bytes) above which writes are refused with the NOSPACE alarm.
     #[arg(long, default_value_t = 2 << 30)]
     quota_backend_bytes: u64,
+    /// Page cache of the backend (bytes). Reads beyond it come from the OS page cache.
+    #[arg(long, default_value_t = 16 << 20)]
+    backend_cache_bytes: usize,
     /// Applied entries between Raft snapshots; the log behind a snapshot is then purged.
     #[arg(long, default_value_t = 10_000)]
     snapshot_count: u64,
@@ -182,6 +185,7 @@ impl ServeArgs {
             client_tls,
             peer_tls,
             quota_backend_bytes: self.quota_backend_bytes,
+            backend_cache_bytes: self.backend_cache_bytes,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
             progress_notify_interval: self.progress_notify_interval,

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     /// TLS between members (etcd's `--peer-*` flags); peer URLs are then https.
     pub peer_tls: Option<TlsFiles>,
     pub quota_backend_bytes: u64,
+    /// redb page cache size (bytes).
+    pub backend_cache_bytes: usize,
     /// Applied entries between Raft snapshots (etcd's `--snapshot-count`).
     pub snapshot_count: u64,
     /// Log entries kept behind a snapshot for slow followers to catch up from.
@@ -113,6 +115,7 @@ impl Server {
         );
         let mut store_config = StoreConfig::new(&config.data_dir);
         store_config.quota_bytes = config.quota_backend_bytes;
+        store_config.engine.cache_bytes = config.backend_cache_bytes;
         store_config.member_id = id;
         let replicated = members.len() > 1 || !config.initial_cluster_state_new;
 

@@ -42,7 +42,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            cache_bytes: 64 << 20,
+            cache_bytes: 16 << 20,
         }
     }
 }
