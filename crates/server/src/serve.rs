@@ -10,7 +10,6 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-pub use sha2_free::member_id;
 use stead_store::raft::{LogStore, NodeInfo, Raft, StateMachine};
 use stead_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
@@ -390,17 +389,32 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum:
     }
 }
 
-/// Member ids derived from stable inputs, so a restarted member keeps its id.
-mod sha2_free {
-    /// FNV-1a over the sorted inputs and the cluster token; never 0.
-    pub fn member_id(parts: &[String], token: &str) -> u64 {
-        let mut sorted: Vec<&str> = parts.iter().map(String::as_str).collect();
-        sorted.sort_unstable();
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in sorted.join(",").bytes().chain(token.bytes()) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash.max(1)
+/// A member (or cluster) id derived from stable inputs — its peer URLs (or the member ids)
+/// and the cluster token — so every member computes the same ids and a restarted member
+/// keeps its own. FNV-1a over the sorted inputs; never 0.
+pub fn member_id(parts: &[String], token: &str) -> u64 {
+    let mut sorted: Vec<&str> = parts.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sorted.join(",").bytes().chain(token.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::member_id;
+
+    #[test]
+    fn member_ids_depend_on_the_urls_and_token_but_not_their_order() {
+        let a = "http://10.0.0.1:2380".to_string();
+        let b = "http://10.0.0.2:2380".to_string();
+        let id = member_id(&[a.clone(), b.clone()], "etcd-cluster");
+        assert_eq!(id, member_id(&[b.clone(), a.clone()], "etcd-cluster"));
+        assert_ne!(id, member_id(&[a.clone()], "etcd-cluster"));
+        assert_ne!(id, member_id(&[a, b], "another-cluster"));
+        assert_ne!(id, 0);
     }
 }
