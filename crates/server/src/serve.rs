@@ -413,7 +413,7 @@ mod tests {
         let b = "http://10.0.0.2:2380".to_string();
         let id = member_id(&[a.clone(), b.clone()], "etcd-cluster");
         assert_eq!(id, member_id(&[b.clone(), a.clone()], "etcd-cluster"));
-        assert_ne!(id, member_id(&[a.clone()], "etcd-cluster"));
+        assert_ne!(id, member_id(std::slice::from_ref(&a), "etcd-cluster"));
         assert_ne!(id, member_id(&[a, b], "another-cluster"));
         assert_ne!(id, 0);
     }
