@@ -29,7 +29,7 @@ start_cluster() { # kind n
       --listen-client-urls "http://127.0.0.1:$((23790 + i))" --advertise-client-urls "http://127.0.0.1:$((23790 + i))"
       --listen-peer-urls "http://127.0.0.1:$((23800 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((23800 + i))"
       --initial-cluster "$initial" --initial-cluster-state new)
-    if [ "$kind" = stead ]; then "$stead" serve "${args[@]}" >"$work/$kind-$i.log" 2>&1 &
+    if [ "$kind" = stead ]; then "$stead" serve "${args[@]}" --listen-api-url "http://127.0.0.1:$((26440 + i))" >"$work/$kind-$i.log" 2>&1 &
     else etcd "${args[@]}" >"$work/$kind-$i.log" 2>&1 & fi
     pids+=($!)
   done
@@ -93,7 +93,7 @@ footprint() {
     local args=(--name m0 --data-dir "$dir" --listen-client-urls "http://$ep" --advertise-client-urls "http://$ep"
       --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800
       --initial-cluster m0=http://127.0.0.1:23800)
-    start_one() { if [ "$kind" = stead ]; then "$stead" serve "${args[@]}" >>"$work/fp-$kind.log" 2>&1 &
+    start_one() { if [ "$kind" = stead ]; then "$stead" serve "${args[@]}" --listen-api-url http://127.0.0.1:26440 >>"$work/fp-$kind.log" 2>&1 &
       else etcd "${args[@]}" >>"$work/fp-$kind.log" 2>&1 & fi; pid=$!; }
     start_one
     local cold; cold=$(ready_ms "$ep")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts (or stops) a 3-member stead cluster on loopback.
 #
-#   deploy/local-cluster.sh start   # members m1..m3: clients on 2379/22379/32379, peers on 2380/22380/32380
+#   deploy/local-cluster.sh start   # members m1..m3: clients on 2379/22379/32379, peers on
+#                                   # 2380/22380/32380, REST API on 6443/26443/36443
 #   deploy/local-cluster.sh status
 #   deploy/local-cluster.sh stop
 #
@@ -13,6 +14,7 @@ dir=${STEAD_CLUSTER_DIR:-./stead-cluster}
 bin=${STEAD:-target/release/stead}
 client_ports=(2379 22379 32379)
 peer_ports=(2380 22380 32380)
+api_ports=(6443 26443 36443)
 initial=""
 for i in 0 1 2; do
   initial+="${initial:+,}m$((i + 1))=http://127.0.0.1:${peer_ports[$i]}"
@@ -32,6 +34,7 @@ start() {
       --advertise-client-urls "http://127.0.0.1:${client_ports[$i]}" \
       --listen-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
       --initial-advertise-peer-urls "http://127.0.0.1:${peer_ports[$i]}" \
+      --listen-api-url "http://127.0.0.1:${api_ports[$i]}" \
       --initial-cluster "$initial" --initial-cluster-state new \
       >"$dir/$name.log" 2>&1 &
     echo $! >"$dir/$name.pid"
