@@ -229,6 +229,14 @@ async fn start_member(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Member, ServeError> {
     let raft_err = |e: &dyn std::fmt::Display| ServeError::Config(format!("raft: {e}"));
+    if config.quota_backend_bytes > MAX_PEER_MESSAGE as u64 {
+        tracing::warn!(
+            quota = config.quota_backend_bytes,
+            snapshot_limit = MAX_PEER_MESSAGE,
+            "the backend quota exceeds the largest snapshot a member can send to another; \
+             keep the data below the limit until snapshots are sent in chunks"
+        );
+    }
     let own = members.get(&id).cloned().unwrap_or_default();
     let log = LogStore::open(&config.data_dir.join("raft.redb"))
         .map_err(|e| ServeError::Config(format!("cannot open the raft log: {e}")))?;
