@@ -163,6 +163,15 @@ pub struct TxnRequest {
 }
 
 impl TxnRequest {
+    /// The ops of the branch the compares chose.
+    pub fn branch(&self, succeeded: bool) -> &[RequestOp] {
+        if succeeded {
+            &self.success
+        } else {
+            &self.failure
+        }
+    }
+
     /// True when no branch (at any depth) can write.
     pub fn is_read_only(&self) -> bool {
         self.success.iter().chain(&self.failure).all(|op| match op {

@@ -394,11 +394,7 @@ impl<'t, 'i> Applier<'t, 'i> {
 
     /// Checks the ops on the chosen path against the current state before any of them runs.
     fn check_path(&self, req: &TxnRequest, path: &mut impl Iterator<Item = bool>) -> Result<()> {
-        let ops = if path.next().unwrap_or(false) {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = req.branch(path.next().unwrap_or(false));
         for op in ops {
             match op {
                 RequestOp::Range(r) => {
@@ -422,11 +418,7 @@ impl<'t, 'i> Applier<'t, 'i> {
         path: &mut impl Iterator<Item = bool>,
     ) -> Result<TxnResponse> {
         let succeeded = path.next().unwrap_or(false);
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = req.branch(succeeded);
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {

@@ -161,7 +161,7 @@ impl<T: KvTable> View<'_, T> {
             }
         }
         path.push(ok);
-        for op in if ok { &req.success } else { &req.failure } {
+        for op in req.branch(ok) {
             if let RequestOp::Txn(nested) = op {
                 self.compare_path(nested, path)?;
             }
@@ -183,11 +183,7 @@ impl<T: KvTable> View<'_, T> {
     }
 
     fn check_ranges(&self, req: &TxnRequest, path: &mut impl Iterator<Item = bool>) -> Result<()> {
-        let ops = if path.next().unwrap_or(false) {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = req.branch(path.next().unwrap_or(false));
         for op in ops {
             match op {
                 RequestOp::Range(r) => {
@@ -206,11 +202,7 @@ impl<T: KvTable> View<'_, T> {
         path: &mut impl Iterator<Item = bool>,
     ) -> Result<TxnResponse> {
         let succeeded = path.next().unwrap_or(false);
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = req.branch(succeeded);
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {

@@ -102,6 +102,20 @@ impl StateMachine {
     }
 }
 
+impl StateMachine {
+    /// [`StateMachine::save_current`] on a blocking thread: it writes and fsyncs a file.
+    async fn save_current_blocking(
+        &self,
+        meta: SnapshotMeta,
+        data: Arc<Vec<u8>>,
+    ) -> io::Result<()> {
+        let sm = self.clone();
+        tokio::task::spawn_blocking(move || sm.save_current(&meta, &data))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
 fn decode_snapshot_file(bytes: &[u8]) -> io::Result<(SnapshotMeta, Arc<Vec<u8>>)> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "damaged snapshot file");
     let (len, rest) = bytes.split_at_checked(4).ok_or_else(bad)?;
@@ -141,7 +155,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership,
         };
         let data = Arc::new(data);
-        self.save_current(&meta, &data)?;
+        self.save_current_blocking(meta.clone(), data.clone())
+            .await?;
         Ok(Snapshot {
             meta,
             snapshot: data.as_ref().clone(),
@@ -247,7 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io::Error::other)??;
-        self.save_current(meta, &data)
+        self.save_current_blocking(meta.clone(), data).await
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
