@@ -4,6 +4,8 @@
 //! The runtime is built on the resource API; this crate currently holds the reconcile
 //! vocabulary that the runtime is organised around.
 
+pub mod client;
+
 use std::time::Duration;
 
 /// What a reconciler asks the runtime to do next.
