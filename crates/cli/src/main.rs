@@ -2,9 +2,11 @@
 //!
 //! - `stead serve`: run a member (etcd's flag names).
 //! - `stead kv ...`: a small etcdctl-like client.
+//! - `stead apply|get|watch|delete|describe`: resources over the REST API.
 
 mod bench;
 mod kv;
+mod resources;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,16 @@ enum Command {
     Kv(kv::KvArgs),
     /// Load-test an etcd v3 endpoint (stead or etcd).
     Bench(bench::BenchArgs),
+    /// Create or update resources from YAML manifests (server-side apply).
+    Apply(resources::ApplyArgs),
+    /// List resources, or show one.
+    Get(resources::GetArgs),
+    /// Print every change to resources of a kind, with its revision.
+    Watch(resources::WatchArgs),
+    /// Delete resources by name or by manifest.
+    Delete(resources::DeleteArgs),
+    /// Show one resource in detail, with its events.
+    Describe(resources::DescribeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +66,11 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(*args).await,
             Command::Kv(args) => kv::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Apply(args) => resources::apply(args).await,
+            Command::Get(args) => resources::get(args).await,
+            Command::Watch(args) => resources::watch(args).await,
+            Command::Delete(args) => resources::delete(args).await,
+            Command::Describe(args) => resources::describe(args).await,
         }
     });
     match result {

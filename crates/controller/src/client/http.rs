@@ -17,6 +17,12 @@ use super::{
     WatchEvent, WatchParams, WatchStream,
 };
 
+/// `Accept` for plain JSON.
+pub const ACCEPT_JSON: &str = "application/json";
+
+/// `Accept` for Table responses (server-side printer columns).
+pub const ACCEPT_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
 /// How long a non-watch request may take before it fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,7 +35,9 @@ pub struct HttpClient {
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient").field("base", &self.base).finish()
+        f.debug_struct("HttpClient")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -72,12 +80,17 @@ impl HttpClient {
         &self,
         method: Method,
         path_and_query: &str,
+        accept: &str,
         body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path_and_query}", self.base))
-            .header(header::ACCEPT, "application/json");
+            .header(header::ACCEPT, accept)
+            .header(
+                header::USER_AGENT,
+                concat!("stead/", env!("CARGO_PKG_VERSION")),
+            );
         let body = match body {
             Some((content_type, bytes)) => {
                 request = request.header(header::CONTENT_TYPE, content_type);
@@ -101,8 +114,20 @@ impl HttpClient {
         path_and_query: &str,
         body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<Value, ClientError> {
+        self.request_as(method, path_and_query, ACCEPT_JSON, body)
+            .await
+    }
+
+    /// [`HttpClient::request_json`] with another `Accept` (e.g. [`ACCEPT_TABLE`]).
+    pub async fn request_as(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        accept: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<Value, ClientError> {
         let call = async {
-            let response = self.send(method, path_and_query, body).await?;
+            let response = self.send(method, path_and_query, accept, body).await?;
             let status = response.status();
             let bytes = response
                 .into_body()
@@ -115,6 +140,59 @@ impl HttpClient {
         tokio::time::timeout(REQUEST_TIMEOUT, call)
             .await
             .map_err(|_| ClientError::Transport("the request timed out".into()))?
+    }
+
+    /// Watches a full path (with its query) and reads newline-delimited events; `accept`
+    /// may ask for Tables.
+    pub async fn watch_path(&self, path: &str, accept: &str) -> Result<WatchStream, ClientError> {
+        let response =
+            tokio::time::timeout(REQUEST_TIMEOUT, self.send(Method::GET, path, accept, None))
+                .await
+                .map_err(|_| ClientError::Transport("the watch request timed out".into()))??;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?
+                .to_bytes();
+            return Err(decode_answer(status, &bytes)
+                .err()
+                .unwrap_or_else(|| ClientError::Decode(format!("HTTP {status}"))));
+        }
+        let frames = BodyStream::new(response.into_body());
+        let stream = futures::stream::unfold(
+            (frames, Vec::<u8>::new(), false),
+            |(mut frames, mut buffer, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    if let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = buffer.drain(..=end).collect();
+                        let line = &line[..line.len() - 1];
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        return Some((watch_event(line), (frames, buffer, false)));
+                    }
+                    match frames.next().await {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                buffer.extend_from_slice(&data);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            let error = ClientError::Transport(transport_message(&e));
+                            return Some((Err(error), (frames, buffer, true)));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        );
+        Ok(Box::pin(stream))
     }
 
     async fn object(
@@ -203,7 +281,10 @@ fn watch_event(line: &[u8]) -> Result<WatchEvent, ClientError> {
             String::from_utf8_lossy(line)
         ))
     })?;
-    let kind = value.get("type").and_then(Value::as_str).unwrap_or_default();
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let object = value.get("object").cloned().unwrap_or(Value::Null);
     Ok(match kind {
         "ADDED" => WatchEvent::Added(to_object(object)?),
@@ -315,59 +396,13 @@ impl Client for HttpClient {
                     "allowWatchBookmarks",
                     params.allow_bookmarks.then(|| "true".into())
                 ),
-                ("timeoutSeconds", params.timeout_seconds.map(|t| t.to_string())),
+                (
+                    "timeoutSeconds",
+                    params.timeout_seconds.map(|t| t.to_string())
+                ),
             ])
         );
-        let response = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            self.send(Method::GET, &path, None),
-        )
-        .await
-        .map_err(|_| ClientError::Transport("the watch request timed out".into()))??;
-        let status = response.status();
-        if !status.is_success() {
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?
-                .to_bytes();
-            return Err(decode_answer(status, &bytes)
-                .err()
-                .unwrap_or_else(|| ClientError::Decode(format!("HTTP {status}"))));
-        }
-        let frames = BodyStream::new(response.into_body());
-        let stream = futures::stream::unfold(
-            (frames, Vec::<u8>::new(), false),
-            |(mut frames, mut buffer, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    if let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = buffer.drain(..=end).collect();
-                        let line = &line[..line.len() - 1];
-                        if line.iter().all(u8::is_ascii_whitespace) {
-                            continue;
-                        }
-                        return Some((watch_event(line), (frames, buffer, false)));
-                    }
-                    match frames.next().await {
-                        Some(Ok(frame)) => {
-                            if let Ok(data) = frame.into_data() {
-                                buffer.extend_from_slice(&data);
-                            }
-                        }
-                        Some(Err(e)) => {
-                            let error = ClientError::Transport(transport_message(&e));
-                            return Some((Err(error), (frames, buffer, true)));
-                        }
-                        None => return None,
-                    }
-                }
-            },
-        );
-        Ok(Box::pin(stream))
+        self.watch_path(&path, ACCEPT_JSON).await
     }
 
     async fn create(
@@ -378,7 +413,6 @@ impl Client for HttpClient {
         let path = resource.collection_path(object.namespace());
         self.object(Method::POST, &path, json_body(object)).await
     }
-
     async fn replace(
         &self,
         resource: &ApiResource,

@@ -14,7 +14,8 @@ use stead_api::{DynamicObject, GroupVersionKind};
 
 mod http;
 
-pub use http::HttpClient;
+pub use http::{ACCEPT_JSON, ACCEPT_TABLE, HttpClient};
+pub use hyper::Method;
 
 /// Where a kind lives on the REST API.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -117,7 +118,9 @@ pub enum WatchEvent {
     Modified(DynamicObject),
     Deleted(DynamicObject),
     /// Progress: everything up to this resourceVersion has been sent.
-    Bookmark { resource_version: String },
+    Bookmark {
+        resource_version: String,
+    },
     /// The server ended the watch with a Status (410 Expired when the start was compacted).
     Error(Status),
 }

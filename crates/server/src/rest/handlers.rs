@@ -22,7 +22,7 @@ use stead_api::{CustomResourceDefinition, DynamicObject, FieldIssue, Timestamp};
 use super::status::{ApiError, Subject};
 use super::storage::{self, Stored};
 use super::target::{Target, resolve};
-use super::{Query, RestApi, list, patch, watch};
+use super::{Query, RestApi, discovery, list, patch, table, watch};
 
 /// Attempts of a read-compute-write step before giving up on a hot key.
 const WRITE_ATTEMPTS: usize = 16;
@@ -50,12 +50,19 @@ async fn dispatch(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    if method == Method::GET
+        && let Some(answer) = discovery::discover(api, path)
+    {
+        return answer;
+    }
     let target = resolve(api, path).await?;
     let named = target.name.is_some();
     match (method.as_str(), named) {
-        ("GET", false) if query.flag("watch") => watch::watch(api, &target, query).await,
-        ("GET", false) => list::list(api, &target, query).await,
-        ("GET", true) => get(api, &target).await,
+        ("GET", false) if query.flag("watch") => {
+            watch::watch(api, &target, query, table::wanted(headers)).await
+        }
+        ("GET", false) => list::list(api, &target, query, table::wanted(headers)).await,
+        ("GET", true) => get(api, &target, table::wanted(headers)).await,
         ("POST", false) => create(api, &target, query, headers, body).await,
         ("PUT", true) => update(api, &target, query, headers, body).await,
         ("PATCH", true) => patch::patch(api, &target, query, headers, body).await,
@@ -348,12 +355,17 @@ pub(crate) async fn write_loop(
     Err(ApiError::conflict(&target.subject()))
 }
 
-async fn get(api: &RestApi, target: &Target) -> Result<Response, ApiError> {
+async fn get(api: &RestApi, target: &Target, as_table: bool) -> Result<Response, ApiError> {
     let name = target.name.as_deref().unwrap_or_default();
-    match storage::get(&api.store, &target.key(name)).await? {
-        Some(stored) => Ok(json_response(StatusCode::OK, &stored.object.to_value())),
-        None => Err(ApiError::not_found(&target.subject())),
+    let Some(stored) = storage::get(&api.store, &target.key(name)).await? else {
+        return Err(ApiError::not_found(&target.subject()));
+    };
+    if as_table {
+        let rv = stored.object.resource_version().to_owned();
+        let body = table::table(target, &[stored.object], &rv, true, now());
+        return Ok(json_response(StatusCode::OK, &body));
     }
+    Ok(json_response(StatusCode::OK, &stored.object.to_value()))
 }
 
 async fn create(

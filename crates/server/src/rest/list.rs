@@ -19,11 +19,11 @@ use stead_api::DynamicObject;
 use stead_api::selector::{FieldSelector, Selector};
 use stead_store::RangeRequest;
 
-use super::handlers::json_response;
+use super::handlers::{self, json_response};
 use super::status::ApiError;
 use super::storage::{decode_kv, prefix_end};
 use super::target::Target;
-use super::{Query, RestApi};
+use super::{Query, RestApi, table};
 
 /// The `labelSelector` and `fieldSelector` of a LIST or watch.
 #[derive(Debug, Clone)]
@@ -69,11 +69,38 @@ impl Continue {
     }
 }
 
+/// The revision a LIST reads at: the latest, unless `resourceVersionMatch=Exact` pins one
+/// (`resourceVersion` alone means "not older than", which the latest always is).
+fn exact_revision(query: &Query) -> Result<i64, ApiError> {
+    let text = query.get("resourceVersion");
+    let revision = match text {
+        "" => 0,
+        text => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("resourceVersion {text:?} is not a revision"))
+            })?,
+    };
+    match query.get("resourceVersionMatch") {
+        "" | "NotOlderThan" => Ok(0),
+        "Exact" if revision > 0 => Ok(revision),
+        "Exact" => Err(ApiError::bad_request(
+            "resourceVersionMatch=Exact needs a resourceVersion greater than 0",
+        )),
+        other => Err(ApiError::bad_request(format!(
+            "resourceVersionMatch {other:?} is not one of Exact, NotOlderThan"
+        ))),
+    }
+}
+
 /// `GET` on a collection.
 pub(crate) async fn list(
     api: &RestApi,
     target: &Target,
     query: &Query,
+    as_table: bool,
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(query)?;
     let limit = match query.get("limit") {
@@ -86,7 +113,7 @@ pub(crate) async fn list(
     };
     let prefix = target.prefix().into_bytes();
     let (start, revision) = match query.get("continue") {
-        "" => (prefix.clone(), 0),
+        "" => (prefix.clone(), exact_revision(query)?),
         token => {
             let token = Continue::decode(token)?;
             if !token.start.as_bytes().starts_with(&prefix) {
@@ -110,11 +137,11 @@ pub(crate) async fn list(
     } else {
         resp.revision
     };
-    let mut items = Vec::new();
+    let mut objects = Vec::new();
     for kv in &resp.kvs {
         let object = decode_kv(kv)?;
         if filter.matches(&object) {
-            items.push(object.into_value());
+            objects.push(object);
         }
     }
     let mut metadata = Map::new();
@@ -135,6 +162,18 @@ pub(crate) async fn list(
             metadata.insert("remainingItemCount".into(), Value::from(remaining));
         }
     }
+    if as_table {
+        let mut body = table::table(
+            target,
+            &objects,
+            &list_revision.to_string(),
+            true,
+            handlers::now(),
+        );
+        body["metadata"] = Value::Object(metadata);
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    let items: Vec<Value> = objects.into_iter().map(DynamicObject::into_value).collect();
     let body = json!({
         "kind": target.kind.names.list_kind,
         "apiVersion": target.api_version(),

@@ -12,8 +12,9 @@
 //!  newline-delimited {"type","object"}                 JSON at /registry/<group>/<plural>/...
 //! ```
 //!
+//! - `discovery`: `/api`, `/apis` and the resource lists clients resolve kinds with;
 //! - `target`: URL to kind; `handlers`: dispatch and the write paths; `patch`: PATCH;
-//! - `list`: LIST with selectors and pages;
+//! - `list`: LIST with selectors and pages; `table`: Table responses (printer columns);
 //! - `watch`: `?watch=true` streams; `storage`: reads and guarded writes;
 //! - `crds`: the registry kept in step with stored CRDs;
 //! - `status`: every error as a Kubernetes `Status` body.
@@ -23,11 +24,13 @@
 //! watch, so every member serves the kinds registered through any member.
 
 mod crds;
+mod discovery;
 mod handlers;
 mod list;
 mod patch;
 mod status;
 mod storage;
+mod table;
 mod target;
 mod watch;
 
@@ -83,7 +86,11 @@ impl RestApi {
 /// The REST router: every method on `/apis/...`; anything else is a 404 Status.
 pub fn router(api: RestApi) -> Router {
     Router::new()
+        .route("/version", axum::routing::get(discovery::version))
+        .route("/apis", any(handlers::handle))
         .route("/apis/{*path}", any(handlers::handle))
+        .route("/api", any(handlers::handle))
+        .route("/api/{*path}", any(handlers::handle))
         .fallback(target::not_found)
         .with_state(api)
 }

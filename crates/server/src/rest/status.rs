@@ -154,6 +154,15 @@ impl ApiError {
         err
     }
 
+    /// A path that names nothing the API serves.
+    pub(crate) fn path_not_found(path: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource (path {path:?})"),
+        )
+    }
+
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

@@ -142,12 +142,7 @@ pub(crate) async fn resolve(api: &RestApi, path: &str) -> Result<Target, ApiErro
 }
 
 fn not_found_path(path: &str) -> ApiError {
-    let mut err = ApiError::bad_request(format!(
-        "the server could not find the requested resource (path {path:?})"
-    ));
-    err.code = 404;
-    err.reason = "NotFound";
-    err
+    ApiError::path_not_found(path)
 }
 
 /// Fallback for paths outside `/apis/`.

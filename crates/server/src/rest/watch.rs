@@ -21,15 +21,17 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
+use stead_api::DynamicObject;
 use stead_store::watch::{WatchOutput, WatchRequest, WatchSpec, serve_watch};
 use stead_store::{Event, EventType, RangeRequest};
 use tokio::sync::mpsc;
 
+use super::handlers::now;
 use super::list::Filter;
 use super::status::ApiError;
 use super::storage::{decode, decode_kv, prefix_end};
 use super::target::Target;
-use super::{Query, RestApi};
+use super::{Query, RestApi, table};
 
 /// Buffered watch outputs between the store and the HTTP body.
 const WATCH_BUFFER: usize = 64;
@@ -40,6 +42,13 @@ struct Renderer {
     bookmarks: bool,
     kind: String,
     api_version: String,
+    /// Objects as one-row Tables (`as=Table`); column headers go with the first only.
+    table: Option<TableMode>,
+}
+
+struct TableMode {
+    target: Target,
+    headers_sent: bool,
 }
 
 /// One watch event, `type` first as Kubernetes writes it.
@@ -57,15 +66,29 @@ fn line<T: Serialize>(type_: &str, object: &T) -> String {
 }
 
 impl Renderer {
+    /// One line for an object event, as JSON or as a one-row Table.
+    fn object_line(&mut self, type_: &str, object: DynamicObject) -> String {
+        match &mut self.table {
+            Some(mode) => {
+                let rv = object.resource_version().to_owned();
+                let headers = !mode.headers_sent;
+                mode.headers_sent = true;
+                let table = table::table(&mode.target, &[object], &rv, headers, now());
+                line(type_, &table)
+            }
+            None => line(type_, &object.into_value()),
+        }
+    }
+
     /// The lines for one store event (none when neither state matches the selectors).
-    fn event(&self, event: &Event) -> Option<String> {
+    fn event(&mut self, event: &Event) -> Option<String> {
         let prev = event
             .prev_kv
             .as_ref()
             .and_then(|kv| decode(&kv.value, event.kv.mod_revision).ok())
             .filter(|o| self.filter.matches(o));
         match event.kind {
-            EventType::Delete => prev.map(|o| line("DELETED", &o.into_value())),
+            EventType::Delete => prev.map(|o| self.object_line("DELETED", o)),
             EventType::Put => {
                 let Ok(object) = decode_kv(&event.kv) else {
                     tracing::warn!(key = %String::from_utf8_lossy(&event.kv.key), "undecodable object in watch");
@@ -79,18 +102,24 @@ impl Renderer {
                     (true, false) => "DELETED",
                     (false, false) => return None,
                 };
-                Some(line(kind, &object.into_value()))
+                Some(self.object_line(kind, object))
             }
         }
     }
 
     /// Lines for one watch output (possibly none).
-    fn output(&self, output: WatchOutput) -> String {
+    fn output(&mut self, output: WatchOutput) -> String {
         match output {
             WatchOutput::Created { .. } => String::new(),
             WatchOutput::Progress { .. } if !self.bookmarks => String::new(),
             WatchOutput::Events { events, .. } => {
-                events.iter().filter_map(|e| self.event(e)).collect()
+                let mut text = String::new();
+                for event in &events {
+                    if let Some(line) = self.event(event) {
+                        text.push_str(&line);
+                    }
+                }
+                text
             }
             WatchOutput::Progress { revision, .. } => line(
                 "BOOKMARK",
@@ -120,12 +149,17 @@ pub(crate) async fn watch(
     api: &RestApi,
     target: &Target,
     query: &Query,
+    as_table: bool,
 ) -> Result<Response, ApiError> {
-    let renderer = Renderer {
+    let mut renderer = Renderer {
         filter: Filter::parse(query)?,
         bookmarks: query.flag("allowWatchBookmarks"),
         kind: target.kind.names.kind.clone(),
         api_version: target.api_version(),
+        table: as_table.then(|| TableMode {
+            target: target.clone(),
+            headers_sent: false,
+        }),
     };
     let prefix = target.prefix().into_bytes();
     let mut initial = String::new();
@@ -142,7 +176,7 @@ pub(crate) async fn watch(
             for kv in &resp.kvs {
                 let object = decode_kv(kv)?;
                 if renderer.filter.matches(&object) {
-                    initial.push_str(&line("ADDED", &object.into_value()));
+                    initial.push_str(&renderer.object_line("ADDED", object));
                 }
             }
             resp.revision + 1
@@ -251,6 +285,7 @@ mod tests {
             bookmarks: true,
             kind: "Widget".into(),
             api_version: "x.io/v1".into(),
+            table: None,
         }
     }
 
@@ -274,13 +309,13 @@ mod tests {
 
     #[test]
     fn selectors_turn_objects_leaving_the_selection_into_deleted_events() {
-        let r = renderer("app%3Dweb");
+        let mut r = renderer("app%3Dweb");
         let put = |new: KeyValue, prev: Option<KeyValue>| Event {
             kind: EventType::Put,
             kv: new,
             prev_kv: prev,
         };
-        let types = |e: &Event| r.event(e).map(|t| event_type(&t));
+        let mut types = |e: &Event| r.event(e).map(|t| event_type(&t));
         assert_eq!(types(&put(kv("web", 1, 2), None)).as_deref(), Some("ADDED"));
         let modified = put(kv("web", 2, 3), Some(kv("web", 1, 2)));
         assert_eq!(types(&modified).as_deref(), Some("MODIFIED"));
@@ -293,7 +328,7 @@ mod tests {
 
     #[test]
     fn deleted_events_carry_the_last_state_at_the_deletion_revision() {
-        let r = renderer("");
+        let mut r = renderer("");
         let event = Event {
             kind: EventType::Delete,
             kv: KeyValue {
@@ -327,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_compacted_start_is_one_410_expired_error_event() {
-        let r = renderer("");
+        let mut r = renderer("");
         let text = r.output(WatchOutput::Canceled {
             watch_id: 0,
             revision: 10,
