@@ -196,6 +196,30 @@ pub(crate) fn send(
     }
 }
 
+/// A request without a body and with extra headers (e.g. `Accept`).
+pub(crate) fn send_with_headers(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut stream = connect(endpoint);
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("write request");
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader);
+    let body = read_body(&mut reader, &headers);
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
 fn connect(endpoint: &str) -> TcpStream {
     let tcp = TcpStream::connect(endpoint).unwrap_or_else(|e| panic!("connect {endpoint}: {e}"));
     tcp.set_read_timeout(Some(Duration::from_secs(15)))

@@ -191,6 +191,7 @@ impl Server {
                     .map_err(|source| ServeError::Bind { addr, source })?;
                 tracing::info!(%local, tls = tls.is_some(), "serving the REST API");
                 tasks.push(tokio::spawn(rest.clone().follow_crds()));
+                tasks.push(tokio::spawn(rest.clone().collect_garbage()));
                 tasks.push(tokio::spawn(accept_loop(listener, tls, rest::router(rest))));
                 Some(local)
             }

@@ -24,6 +24,9 @@ use super::storage::{self, Stored};
 use super::target::{Target, resolve};
 use super::{Query, RestApi, discovery, list, patch, table, watch};
 
+/// The namespace that always exists.
+pub(crate) const DEFAULT_NAMESPACE: &str = "default";
+
 /// Attempts of a read-compute-write step before giving up on a hot key.
 const WRITE_ATTEMPTS: usize = 16;
 
@@ -57,6 +60,10 @@ async fn dispatch(
     }
     let target = resolve(api, path).await?;
     let named = target.name.is_some();
+    // The default namespace appears on first use: a create anywhere, or a look at namespaces.
+    if method == Method::POST || method == Method::PATCH || target.is_namespace_kind() {
+        api.ensure_default_namespace().await?;
+    }
     match (method.as_str(), named) {
         ("GET", false) if query.flag("watch") => {
             watch::watch(api, &target, query, table::wanted(headers)).await
@@ -320,6 +327,7 @@ pub(crate) async fn write_loop(
         let (code, object, expected) = match plan(stored.as_ref())? {
             Plan::Create(mut object) => {
                 check(api, target, &mut object, true)?;
+                check_namespace(api, target, object.name()).await?;
                 (StatusCode::CREATED, object, 0)
             }
             Plan::Outcome(WriteOutcome::Unchanged) => {
@@ -443,11 +451,65 @@ async fn delete(api: &RestApi, target: &Target) -> Result<Response, ApiError> {
         ));
     }
     let name = target.name.clone().unwrap_or_default();
+    let namespace = target.is_namespace_kind();
     write_loop(api, target, &name, |stored| {
         let stored = stored.ok_or_else(|| ApiError::not_found(&target.subject()))?;
+        if namespace && name == DEFAULT_NAMESPACE {
+            return Err(ApiError::forbidden(
+                &target.subject(),
+                "this namespace may not be deleted",
+            ));
+        }
+        if namespace {
+            return Ok(Plan::Outcome(terminate_namespace(&stored.object)));
+        }
         Ok(Plan::Outcome(prepare_delete(&stored.object, now())))
     })
     .await
+}
+
+/// A deleted Namespace is marked `Terminating`; the garbage collector deletes what it holds
+/// and then the Namespace itself.
+fn terminate_namespace(stored: &DynamicObject) -> WriteOutcome {
+    if stored.deletion_timestamp().is_some() {
+        return WriteOutcome::Unchanged;
+    }
+    let mut marked = stored.clone();
+    marked.set_meta_str(
+        "deletionTimestamp",
+        &now().truncated_to_seconds().to_string(),
+    );
+    marked.set_status(Some(serde_json::json!({"phase": "Terminating"})));
+    WriteOutcome::Write(marked)
+}
+
+/// New namespaced objects need their Namespace, and not a terminating one.
+async fn check_namespace(api: &RestApi, target: &Target, name: &str) -> Result<(), ApiError> {
+    let Some(namespace) = target.namespace.as_deref() else {
+        return Ok(());
+    };
+    if namespace == DEFAULT_NAMESPACE {
+        // Always there: created at start-up and never deleted.
+        return Ok(());
+    }
+    let key = format!("{}{namespace}", super::gc::namespaces_prefix());
+    match storage::get(&api.store, &key).await? {
+        None => Err(ApiError::not_found(&Subject {
+            group: String::new(),
+            resource: "namespaces".into(),
+            name: namespace.to_owned(),
+        })),
+        Some(ns) if ns.object.deletion_timestamp().is_some() => Err(ApiError::forbidden(
+            &Subject {
+                name: name.to_owned(),
+                ..target.subject()
+            },
+            &format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]

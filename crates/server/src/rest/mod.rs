@@ -16,7 +16,8 @@
 //! - `target`: URL to kind; `handlers`: dispatch and the write paths; `patch`: PATCH;
 //! - `list`: LIST with selectors and pages; `table`: Table responses (printer columns);
 //! - `watch`: `?watch=true` streams; `storage`: reads and guarded writes;
-//! - `crds`: the registry kept in step with stored CRDs;
+//! - `crds`: the registry kept in step with stored CRDs; `gc`: owner references and
+//!   namespace deletion;
 //! - `status`: every error as a Kubernetes `Status` body.
 //!
 //! CustomResourceDefinitions are ordinary objects of a built-in kind; writing one also
@@ -25,6 +26,7 @@
 
 mod crds;
 mod discovery;
+mod gc;
 mod handlers;
 mod list;
 mod patch;
@@ -35,6 +37,7 @@ mod target;
 mod watch;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -53,6 +56,8 @@ pub struct RestApi {
     store: Store,
     registry: Arc<RwLock<KindRegistry>>,
     progress_interval: Duration,
+    /// Set once the `default` Namespace is known to exist.
+    default_namespace: Arc<AtomicBool>,
 }
 
 impl RestApi {
@@ -65,6 +70,7 @@ impl RestApi {
             store,
             registry: Arc::new(RwLock::new(registry)),
             progress_interval,
+            default_namespace: Arc::new(AtomicBool::new(false)),
         };
         if let Err(e) = api.load_crds().await {
             tracing::warn!(error = %e.message, "cannot load stored CustomResourceDefinitions");

@@ -186,6 +186,16 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// A write the API refuses to make (`<resource> "<name>" is forbidden: <why>`).
+    pub(crate) fn forbidden(subject: &Subject, why: &str) -> Self {
+        let message = format!(
+            "{} {:?} is forbidden: {why}",
+            Self::qualified(subject),
+            subject.name
+        );
+        Self::new(403, "Forbidden", message).with_subject(subject)
+    }
+
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }

@@ -49,6 +49,11 @@ impl Target {
         KindRules::of(&self.kind, &self.version)
     }
 
+    /// Whether this is the built-in Namespace kind.
+    pub(crate) fn is_namespace_kind(&self) -> bool {
+        self.kind.group == stead_api::kinds::STEAD_GROUP && self.kind.names.plural == "namespaces"
+    }
+
     pub(crate) fn is_crd(&self) -> bool {
         self.kind.group == CRD_GROUP && self.kind.names.plural == CRD_PLURAL
     }
