@@ -1,10 +1,12 @@
 //! stead's controller runtime: watchers, caches, a work queue and reconcilers that heal drift
 //! between desired state (spec) and actual state (status).
-//!
-//! The runtime is built on the resource API; this crate currently holds the reconcile
-//! vocabulary that the runtime is organised around.
 
+pub mod backoff;
 pub mod client;
+mod object_ref;
+pub mod testing;
+
+pub use object_ref::ObjectRef;
 
 use std::time::Duration;
 

@@ -29,7 +29,9 @@ pub struct HttpClient {
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient").field("base", &self.base).finish()
+        f.debug_struct("HttpClient")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -203,7 +205,10 @@ fn watch_event(line: &[u8]) -> Result<WatchEvent, ClientError> {
             String::from_utf8_lossy(line)
         ))
     })?;
-    let kind = value.get("type").and_then(Value::as_str).unwrap_or_default();
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let object = value.get("object").cloned().unwrap_or(Value::Null);
     Ok(match kind {
         "ADDED" => WatchEvent::Added(to_object(object)?),
@@ -315,15 +320,15 @@ impl Client for HttpClient {
                     "allowWatchBookmarks",
                     params.allow_bookmarks.then(|| "true".into())
                 ),
-                ("timeoutSeconds", params.timeout_seconds.map(|t| t.to_string())),
+                (
+                    "timeoutSeconds",
+                    params.timeout_seconds.map(|t| t.to_string())
+                ),
             ])
         );
-        let response = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            self.send(Method::GET, &path, None),
-        )
-        .await
-        .map_err(|_| ClientError::Transport("the watch request timed out".into()))??;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.send(Method::GET, &path, None))
+            .await
+            .map_err(|_| ClientError::Transport("the watch request timed out".into()))??;
         let status = response.status();
         if !status.is_success() {
             let bytes = response

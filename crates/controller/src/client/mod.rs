@@ -117,7 +117,9 @@ pub enum WatchEvent {
     Modified(DynamicObject),
     Deleted(DynamicObject),
     /// Progress: everything up to this resourceVersion has been sent.
-    Bookmark { resource_version: String },
+    Bookmark {
+        resource_version: String,
+    },
     /// The server ended the watch with a Status (410 Expired when the start was compacted).
     Error(Status),
 }
