@@ -3,8 +3,12 @@
 
 pub mod backoff;
 pub mod client;
+pub mod metrics;
 mod object_ref;
+pub mod reflector;
+pub mod scheduler;
 pub mod testing;
+pub mod watcher;
 
 pub use object_ref::ObjectRef;
 
