@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod client;
+mod controller;
 pub mod metrics;
 mod object_ref;
 pub mod reflector;
@@ -10,6 +11,7 @@ pub mod scheduler;
 pub mod testing;
 pub mod watcher;
 
+pub use controller::{Config, Controller, default_error_policy};
 pub use object_ref::ObjectRef;
 
 use std::time::Duration;

@@ -177,6 +177,7 @@ impl<K: Clone + Eq + Hash + Ord> Scheduler<K> {
     }
 
     /// Keys running now.
+    #[cfg(test)]
     pub(crate) fn running(&self) -> usize {
         self.running.len()
     }
@@ -197,6 +198,8 @@ fn requeue(action: Action, now: Instant) -> Option<Instant> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn ms(n: u64) -> Duration {

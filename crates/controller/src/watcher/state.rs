@@ -272,7 +272,8 @@ mod tests {
     #[test]
     fn failures_decide_between_relist_resume_and_backoff() {
         let transport = ClientError::Transport("reset".into());
-        let cases: [(&str, fn(&mut State) -> Retry, Phase, Retry); 6] = [
+        type Case = (&'static str, fn(&mut State) -> Retry, Phase, Retry);
+        let cases: [Case; 6] = [
             (
                 "watch 410",
                 |s| s.on_watch_error(&gone()),
