@@ -3,7 +3,8 @@
 
 pub mod backoff;
 pub mod client;
-mod controller;
+pub mod controller;
+pub mod finalizer;
 pub mod metrics;
 mod object_ref;
 pub mod reflector;
@@ -11,7 +12,8 @@ pub mod scheduler;
 pub mod testing;
 pub mod watcher;
 
-pub use controller::{Config, Controller, default_error_policy};
+pub use controller::{Controller, default_error_policy};
+pub use finalizer::finalizer;
 pub use object_ref::ObjectRef;
 
 use std::time::Duration;
