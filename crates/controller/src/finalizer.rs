@@ -185,7 +185,14 @@ mod tests {
     #[tokio::test]
     async fn each_combination_of_deletion_and_finalizer_does_its_one_thing() {
         // (finalizers before, delete first, event, finalizers after, object still there)
-        let cases: [(&[&str], bool, Option<&str>, &[&str], bool); 5] = [
+        type Case = (
+            &'static [&'static str],
+            bool,
+            Option<&'static str>,
+            &'static [&'static str],
+            bool,
+        );
+        let cases: [Case; 5] = [
             (&[], false, None, &[NAME], true),
             (&["other"], false, None, &["other", NAME], true),
             (&[NAME], false, Some("apply"), &[NAME], true),
