@@ -13,7 +13,7 @@
 //! ```
 //!
 //! A key whose object is no longer cached is not reconciled: deletion that needs clean-up is
-//! done with a finalizer (see [`crate::finalizer`]), which keeps the object — with
+//! done with a finalizer (see [`crate::finalizer()`]), which keeps the object — with
 //! `deletionTimestamp` set — until the reconciler removes it.
 
 mod runner;

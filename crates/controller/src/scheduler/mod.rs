@@ -1,4 +1,4 @@
-//! The work queue's rules as a pure [`Scheduler`]: which key runs next, and when.
+//! The work queue's rules as a pure `Scheduler`: which key runs next, and when.
 //!
 //! ```text
 //!  schedule(key, at) ──► queued {key: due}  (a key is queued once; the earlier time wins)

@@ -10,7 +10,7 @@
 //!        │ 410 Expired (ERROR event or refused watch) ─► LIST again
 //! ```
 //!
-//! The decisions live in the pure [`state`] machine; this module only performs the requests,
+//! The decisions live in the pure `state` machine; this module only performs the requests,
 //! sleeps the backoff and times out idle streams. Failures are logged and retried forever: the
 //! stream never ends and never yields an error.
 
