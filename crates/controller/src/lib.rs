@@ -1,10 +1,41 @@
 //! stead's controller runtime: watchers, caches, a work queue and reconcilers that heal drift
 //! between desired state (spec) and actual state (status).
 //!
-//! The runtime is built on the resource API; this crate currently holds the reconcile
-//! vocabulary that the runtime is organised around.
+//! ```text
+//!  Client (HTTP, or testing::FakeClient)
+//!     │ list + watch
+//!     ▼
+//!  watcher ─► reflector ─► Store ──────────────┐
+//!     │ events (own kind, owned kinds)         │ latest object
+//!     ▼                                        ▼
+//!  Controller: triggers ─► scheduler ─► reconcile(obj, ctx) ─► Action
+//!                                            └─ finalizer(...) for clean-up before deletion
+//!  leader_election: run the controller on one replica at a time
+//!  metrics: reconcile counts, errors, queue depth, durations (Prometheus text)
+//! ```
 
+pub mod backoff;
 pub mod client;
+pub mod controller;
+pub mod finalizer;
+pub mod leader_election;
+pub mod metrics;
+mod object_ref;
+pub mod reflector;
+pub mod scheduler;
+pub mod testing;
+pub mod watcher;
+
+pub use backoff::BackoffConfig;
+pub use client::{ApiResource, Client, ClientError, HttpClient};
+pub use controller::{Controller, default_error_policy};
+pub use finalizer::{FinalizerError, finalizer};
+pub use leader_election::{LeaderElectionConfig, LeaderElector, LeaderHandle};
+pub use metrics::Metrics;
+pub use object_ref::ObjectRef;
+pub use reflector::{Store, reflector};
+pub use scheduler::{RateLimit, SchedulerConfig};
+pub use watcher::watcher;
 
 use std::time::Duration;
 
