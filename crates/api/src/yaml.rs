@@ -310,15 +310,15 @@ mod tests {
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: managedfiles.stead.dev
+  name: configfiles.example.com
 spec:
-  group: stead.dev
+  group: example.com
   scope: Namespaced
   names:
-    plural: managedfiles
-    singular: managedfile
-    kind: ManagedFile
-    shortNames: [mf]
+    plural: configfiles
+    singular: configfile
+    kind: ConfigFile
+    shortNames: [cf]
   versions:
   - name: v1
     served: true
@@ -351,8 +351,8 @@ spec:
         let gk = registry
             .register_crd(&crd)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(gk.to_string(), "ManagedFile.stead.dev");
-        let object = load_objects("f.yaml", "apiVersion: stead.dev/v1\nkind: ManagedFile\nmetadata: {name: f, namespace: default}\nspec: {path: /tmp/x, content: hi, mode: '0999'}\n")
+        assert_eq!(gk.to_string(), "ConfigFile.example.com");
+        let object = load_objects("f.yaml", "apiVersion: example.com/v1\nkind: ConfigFile\nmetadata: {name: f, namespace: default}\nspec: {path: /tmp/x, content: hi, mode: '0999'}\n")
             .unwrap_or_else(|e| panic!("{e}"));
         let err = registry.validate(&object[0].1).map_err(|e| e.to_string());
         assert_eq!(

@@ -21,9 +21,9 @@ const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: processsets.stead.dev
+  name: processsets.demo.example.com
 spec:
-  group: stead.dev
+  group: demo.example.com
   scope: Namespaced
   names: {plural: processsets, singular: processset, kind: ProcessSet, shortNames: [ps]}
   versions:
@@ -50,7 +50,7 @@ spec:
 "#;
 
 const MANIFEST: &str = "
-apiVersion: stead.dev/v1
+apiVersion: demo.example.com/v1
 kind: ProcessSet
 metadata:
   name: web
@@ -250,7 +250,7 @@ impl Server {
     }
 }
 
-const KEY: &str = "/registry/stead.dev/processsets/default/web";
+const KEY: &str = "/registry/demo.example.com/processsets/default/web";
 
 #[test]
 fn applying_a_manifest_creates_it_with_defaults_and_reapplying_it_writes_nothing() {
@@ -333,7 +333,7 @@ fn a_field_changed_by_another_manager_conflicts_until_forced() {
         .map_err(|e| e.to_string());
     assert!(
         err.as_ref().is_err_and(|e| e.starts_with(
-            "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using stead.dev/v1 at "
+            "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using demo.example.com/v1 at "
         ) && e.ends_with(": .spec.replicas")),
         "{err:?}"
     );
@@ -409,7 +409,7 @@ fn an_invalid_manifest_is_rejected_with_the_field_path() {
     assert!(
         err.as_ref()
             .is_err_and(|e| e.contains("no matches for kind \"ProcesSet\"")
-                && e.contains("stead.dev/v1 ProcessSet")),
+                && e.contains("demo.example.com/v1 ProcessSet")),
         "{err:?}"
     );
 }

@@ -5,6 +5,8 @@
 //! - `stead apply|get|watch|delete|describe`: resources over the REST API.
 
 mod bench;
+mod controllers;
+mod demo;
 mod kv;
 mod resources;
 mod serve;
@@ -40,6 +42,11 @@ enum Command {
     Delete(resources::DeleteArgs),
     /// Show one resource in detail, with its events.
     Describe(resources::DescribeArgs),
+    /// Run the demo controllers (ProcessSet, Process, ManagedFile) against an API server.
+    Controller(controllers::ControllerArgs),
+    /// Start a single node with the demo controllers, apply examples/demo and show every
+    /// drift and its repair live, until Ctrl-C.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +78,8 @@ fn main() -> std::process::ExitCode {
             Command::Watch(args) => resources::watch(args).await,
             Command::Delete(args) => resources::delete(args).await,
             Command::Describe(args) => resources::describe(args).await,
+            Command::Controller(args) => controllers::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {

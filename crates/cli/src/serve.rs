@@ -13,6 +13,10 @@ pub(crate) struct ServeArgs {
     /// Human-readable name of this member.
     #[arg(long, default_value = "default")]
     name: String,
+    /// Also run the demo controllers (ProcessSet, Process, ManagedFile) against this
+    /// member's REST API; with several members, one runs them at a time (leader election).
+    #[arg(long)]
+    controllers: bool,
     /// Directory holding the data.
     #[arg(long, default_value = "stead.data")]
     data_dir: PathBuf,
@@ -194,6 +198,7 @@ impl ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let controllers = args.controllers;
     let config = args.into_config()?;
     let data_dir = config.data_dir.clone();
     let server = Server::start(config)
@@ -205,18 +210,47 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = server.api_addr {
         tracing::info!(%addr, "ready to serve the REST API");
     }
+    let controllers = match (controllers, server.api_addr) {
+        (false, _) => None,
+        (true, Some(addr)) => {
+            let client = stead_controller::HttpClient::new(&format!("http://{addr}"))?;
+            let identity = crate::controllers::default_identity();
+            Some(tokio::spawn(crate::controllers::run_elected(
+                client,
+                identity,
+                "default".into(),
+                crate::controllers::LEASE_NAME.into(),
+                shutdown_signal(),
+            )))
+        }
+        (true, None) => bail!("--controllers needs the REST API (--listen-api-url)"),
+    };
     server
         .run_until(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
+            shutdown_signal().await;
             tracing::info!("shutting down");
         })
         .await;
+    if let Some(task) = controllers {
+        task.abort();
+    }
     Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 pub mod backoff;
 pub mod client;
 pub mod controller;
+pub mod demo;
 pub mod finalizer;
 pub mod leader_election;
 pub mod metrics;

@@ -7,7 +7,7 @@
 //! ([`KindRegistry::register_crd`], [`KindRegistry::unregister_crd`]).
 
 use crate::dynamic::{DynamicObject, ObjectError};
-use crate::kinds::{Event, Lease, Namespace};
+use crate::kinds::{Event, Lease, ManagedFile, Namespace, Process, ProcessSet};
 use crate::meta::{GroupKind, GroupVersionKind, GroupVersionResource};
 use crate::resource::Resource;
 use crate::schema::{SchemaError, ValidationErrors};
@@ -94,6 +94,9 @@ impl KindRegistry {
         registry.register_resource::<Namespace>()?;
         registry.register_resource::<Event>()?;
         registry.register_resource::<Lease>()?;
+        registry.register_resource::<ProcessSet>()?;
+        registry.register_resource::<Process>()?;
+        registry.register_resource::<ManagedFile>()?;
         registry.register_resource::<CustomResourceDefinition>()?;
         Ok(registry)
     }
@@ -400,7 +403,8 @@ mod tests {
             Err(
                 "no matches for kind \"Gadget\" in version \"example.com/v1\"; known kinds: \
                  apiextensions.k8s.io/v1 CustomResourceDefinition, example.com/v1 Widget, \
-                 stead.dev/v1 Event, stead.dev/v1 Lease, stead.dev/v1 Namespace"
+                 stead.dev/v1 Event, stead.dev/v1 Lease, stead.dev/v1 ManagedFile, \
+                 stead.dev/v1 Namespace, stead.dev/v1 Process, stead.dev/v1 ProcessSet"
                     .to_owned()
             )
         );

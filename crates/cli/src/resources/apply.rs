@@ -57,11 +57,17 @@ impl Outcome {
 }
 
 pub(crate) async fn run(args: ApplyArgs) -> anyhow::Result<()> {
+    let client = args.server.client()?;
+    apply_manifests(&client, &args).await
+}
+
+/// Applies manifests through `client` (also used by `stead demo`).
+pub(crate) async fn apply_manifests(client: &HttpClient, args: &ApplyArgs) -> anyhow::Result<()> {
+    let client = client.clone();
     let items = manifest::load(&args.files, args.recursive)?;
     if items.is_empty() {
         bail!("no objects passed to apply");
     }
-    let client = args.server.client()?;
     let mut catalog = Catalog::load(&client).await?;
     let mut failed = 0;
     for item in &items {
@@ -72,7 +78,7 @@ pub(crate) async fn run(args: ApplyArgs) -> anyhow::Result<()> {
         {
             catalog = Catalog::load(&client).await?;
         }
-        match apply_one(&client, &catalog, item, &args).await {
+        match apply_one(&client, &catalog, item, args).await {
             Ok((qualified, outcome)) => {
                 println!("{qualified}/{} {}", item.object.name(), outcome.as_str());
             }
@@ -128,4 +134,18 @@ async fn apply_one(
         Some(_) => Outcome::Configured,
     };
     Ok((entry.qualified(), outcome))
+}
+
+impl ApplyArgs {
+    /// Apply settings for `files`, as `stead apply -f` defaults them.
+    pub(crate) fn for_files(files: Vec<String>, server: ServerArg) -> ApplyArgs {
+        ApplyArgs {
+            files,
+            recursive: false,
+            namespace: "default".into(),
+            field_manager: "stead".into(),
+            force_conflicts: false,
+            server,
+        }
+    }
 }

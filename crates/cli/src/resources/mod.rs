@@ -39,12 +39,19 @@ pub(crate) struct ServerArg {
 }
 
 impl ServerArg {
-    fn client(&self) -> anyhow::Result<HttpClient> {
+    /// The API server at `url`.
+    pub(crate) fn at(url: String) -> ServerArg {
+        ServerArg { server: url }
+    }
+}
+
+impl ServerArg {
+    pub(crate) fn client(&self) -> anyhow::Result<HttpClient> {
         HttpClient::new(&self.server).with_context(|| format!("--server {}", self.server))
     }
 }
 
-pub(crate) use apply::run as apply;
+pub(crate) use apply::{apply_manifests, run as apply};
 pub(crate) use delete::run as delete;
 pub(crate) use describe::run as describe;
 pub(crate) use get::{run as get, watch};

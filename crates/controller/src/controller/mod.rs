@@ -28,12 +28,12 @@ use std::time::Duration;
 
 use stead_api::DynamicObject;
 
-use crate::Action;
 use crate::client::{ApiResource, Client};
 use crate::metrics::Metrics;
 use crate::reflector::{Store, Writer};
 use crate::scheduler::SchedulerConfig;
 use crate::watcher;
+use crate::{Action, ObjectRef};
 
 /// How a controller runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +101,12 @@ pub struct Controller<C: Client> {
     metrics: Metrics,
     writer: Writer,
     shutdown: Option<Shutdown>,
+    /// Keys to look at from outside the API (e.g. a file changed on disk).
+    external: Vec<ExternalTriggers>,
 }
+
+/// A stream of keys that need a reconcile, from a source the API does not see.
+pub(crate) type ExternalTriggers = Pin<Box<dyn futures::Stream<Item = ObjectRef> + Send>>;
 
 impl<C: Client> Controller<C> {
     /// A controller of `resource` objects in every namespace.
@@ -120,6 +125,7 @@ impl<C: Client> Controller<C> {
             metrics: Metrics::new(),
             writer: Writer::new(),
             shutdown: None,
+            external: Vec::new(),
         }
     }
 
@@ -134,6 +140,17 @@ impl<C: Client> Controller<C> {
     #[must_use]
     pub fn owns_with(mut self, child: ApiResource, watcher_config: watcher::Config) -> Self {
         self.owned.push((child, watcher_config));
+        self
+    }
+
+    /// Also reconciles every key `triggers` yields: drift noticed outside the API (a file
+    /// edited on disk, a process that died).
+    #[must_use]
+    pub fn reconcile_on(
+        mut self,
+        triggers: impl futures::Stream<Item = ObjectRef> + Send + 'static,
+    ) -> Self {
+        self.external.push(Box::pin(triggers));
         self
     }
 

@@ -125,6 +125,7 @@ pub(super) async fn run<C, Ctx, E, R, Fut, P>(
         metrics,
         writer,
         shutdown,
+        external,
     } = controller;
     let name = config
         .name
@@ -146,6 +147,16 @@ pub(super) async fn run<C, Ctx, E, R, Fut, P>(
         let stream = watcher::watcher(client.clone(), child, child_config);
         tasks.push(forward(stream, tx.clone(), move |e| {
             owner_triggers(e, &owner)
+        }));
+    }
+    for mut stream in external {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(key) = stream.next().await {
+                if tx.send(Trigger::Owner(key)).is_err() {
+                    return;
+                }
+            }
         }));
     }
     let _tasks = Tasks(tasks);
