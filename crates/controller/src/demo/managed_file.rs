@@ -211,9 +211,11 @@ pub fn watch_files(files: Store) -> mpsc::UnboundedReceiver<ObjectRef> {
                 };
                 let key = ObjectRef::from_obj(&object);
                 let print = fingerprint(path);
+                // A key seen for the first time is looked at too: its file may have changed
+                // between the object's reconcile and this first look.
                 let changed = seen
                     .get(&key)
-                    .is_some_and(|(old_path, old)| old_path == path && *old != print);
+                    .is_none_or(|(old_path, old)| old_path != path || *old != print);
                 if changed && tx.send(key.clone()).is_err() {
                     return;
                 }
