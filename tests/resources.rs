@@ -464,3 +464,90 @@ fn a_watcher_resuming_from_its_last_resource_version_after_a_restart_misses_and_
     assert_eq!(revisions, want, "events missed or repeated");
     assert!(seen.iter().all(|(_, kind)| kind == "ADDED"), "{seen:?}");
 }
+
+#[test]
+fn bad_writes_get_kubernetes_status_errors_and_change_nothing() {
+    let api = rest::start();
+    api.register_widgets();
+    let created = api.create_widget("w", 1);
+    let before = api.revision();
+    let path = format!("{WIDGETS}/w");
+    let expect = |resp: http::HttpResponse, code: u16, reason: &str, needle: &str| {
+        assert_eq!(resp.status, code, "{}", resp.text());
+        let body = resp.json();
+        assert_eq!(body["kind"], "Status", "{body}");
+        assert_eq!(body["reason"], reason, "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    };
+
+    // A missing name.
+    let mut nameless = rest::widget("x", 1);
+    nameless["metadata"] = json!({"labels": {"a": "b"}});
+    expect(
+        api.post(WIDGETS, &nameless),
+        422,
+        "Invalid",
+        "name or generateName is required",
+    );
+    // A schema violation, with its field path.
+    expect(
+        api.post(WIDGETS, &rest::widget("neg", -1)),
+        422,
+        "Invalid",
+        "spec.replicas",
+    );
+    // An immutable field changed.
+    let mut moved = created.clone();
+    moved["metadata"]["uid"] = json!("00000000-0000-4000-8000-000000000000");
+    expect(api.put(&path, &moved), 422, "Invalid", "uid");
+    // A stale resourceVersion.
+    let mut stale = created.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    stale["spec"]["replicas"] = json!(7);
+    expect(
+        api.put(&path, &stale),
+        409,
+        "Conflict",
+        "the object has been modified",
+    );
+    // An object too large for the store, and a body too large to read.
+    let mut big = rest::widget("big", 1);
+    big["spec"]["image"] = json!("x".repeat(2 << 20));
+    let resp = api.post(WIDGETS, &big);
+    assert_eq!(resp.status, 413, "a 2 MiB object was not refused");
+    assert_eq!(resp.json()["reason"], "RequestEntityTooLarge");
+    big["spec"]["image"] = json!("x".repeat(4 << 20));
+    let resp = api.post(WIDGETS, &big);
+    assert_eq!(resp.status, 413, "a 4 MiB body was not refused");
+    assert_eq!(resp.json()["reason"], "RequestEntityTooLarge");
+    // Not JSON at all, and a kind that does not match the URL.
+    let resp = http::send(
+        &api.endpoint,
+        "POST",
+        WIDGETS,
+        "application/json",
+        Some("{nope"),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(resp.json()["kind"], "Status");
+    let mut lease = rest::widget("l", 1);
+    lease["kind"] = json!("Lease");
+    lease["apiVersion"] = json!("stead.dev/v1");
+    expect(
+        api.post(WIDGETS, &lease),
+        422,
+        "Invalid",
+        "kind: must be \"Widget\"",
+    );
+    // Unknown kinds are 404 with the resource named.
+    expect(
+        api.get("/apis/example.com/v1/namespaces/default/gizmos"),
+        404,
+        "NotFound",
+        "gizmos",
+    );
+
+    assert_eq!(api.revision(), before, "a refused write changed the store");
+    assert_eq!(api.get(&path).json()["spec"]["replicas"], 1);
+}

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -36,8 +37,18 @@ pub(crate) async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::body_too_large(super::MAX_BODY).into_response();
+        }
+        Err(rejection) => {
+            return ApiError::bad_request(format!("cannot read the request body: {rejection}"))
+                .into_response();
+        }
+    };
     let query = Query::parse(uri.query());
     match dispatch(&api, &method, uri.path(), &query, &headers, &body).await {
         Ok(resp) => resp,

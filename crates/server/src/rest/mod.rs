@@ -46,6 +46,10 @@ use axum::routing::any;
 use stead_api::KindRegistry;
 use stead_store::Store;
 
+/// The largest request body read, as Kubernetes' API server allows (3 MiB); objects must
+/// also fit the store's request limit.
+pub(crate) const MAX_BODY: usize = 3 << 20;
+
 /// The group and plural under which CRDs are stored.
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_PLURAL: &str = "customresourcedefinitions";
@@ -98,6 +102,7 @@ pub fn router(api: RestApi) -> Router {
         .route("/api", any(handlers::handle))
         .route("/api/{*path}", any(handlers::handle))
         .fallback(target::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
 

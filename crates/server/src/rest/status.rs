@@ -186,6 +186,24 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// A request body over the API's limit.
+    pub(crate) fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// An object too large to store.
+    pub(crate) fn object_too_large(size: usize, limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the object is {size} bytes; objects are limited to {limit} bytes"),
+        )
+    }
+
     /// A write the API refuses to make (`<resource> "<name>" is forbidden: <why>`).
     pub(crate) fn forbidden(subject: &Subject, why: &str) -> Self {
         let message = format!(

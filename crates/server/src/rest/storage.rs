@@ -41,11 +41,19 @@ pub(crate) fn decode_kv(kv: &KeyValue) -> Result<DynamicObject, ApiError> {
     decode(&kv.value, kv.mod_revision)
 }
 
+/// The largest stored object: what one etcd request may carry (`--max-request-bytes`,
+/// 1.5 MiB), so that every object can also be read and written through the etcd API.
+pub(crate) const MAX_OBJECT_BYTES: usize = 3 << 19;
+
 fn encode(object: &DynamicObject) -> Result<Vec<u8>, ApiError> {
     let mut copy = object.clone();
     copy.metadata_map_mut().remove("resourceVersion");
-    serde_json::to_vec(copy.as_map())
-        .map_err(|e| ApiError::internal(format!("cannot encode the object: {e}")))
+    let bytes = serde_json::to_vec(copy.as_map())
+        .map_err(|e| ApiError::internal(format!("cannot encode the object: {e}")))?;
+    if bytes.len() > MAX_OBJECT_BYTES {
+        return Err(ApiError::object_too_large(bytes.len(), MAX_OBJECT_BYTES));
+    }
+    Ok(bytes)
 }
 
 /// The end of the key range holding every key that starts with `prefix`.
