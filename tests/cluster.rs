@@ -608,3 +608,35 @@ async fn a_minority_refuses_linearizable_reads_and_writes_but_serves_serializabl
         "a refused write changed the minority's state"
     );
 }
+
+/// Regression: right after the leader died, a follower still named it as leader and a
+/// linearizable read there failed at once with "tcp connect error" (the read-index request
+/// to the dead leader could not even be sent) instead of waiting for the new leader. A
+/// request that was never sent is now asked again once a new leader is elected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_at_a_follower_wait_for_a_new_leader_instead_of_failing_on_the_dead_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(dir.path(), 3);
+    let old = leader(&cluster, Duration::from_secs(20)).await;
+    let follower = (old + 1) % 3;
+    ctl_ok(&cluster.endpoint(follower), &["put", "k", "v1"]);
+    cluster.kill(old);
+    // At once, before the follower can have noticed: a linearizable read and a write.
+    let mut kv = KvClient::new(channel(&cluster.endpoint(follower)).await);
+    let read = kv
+        .range(pb::RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().kvs.first().map(|kv| kv.value.clone()));
+    assert_eq!(read.ok().flatten(), Some(b"v1".to_vec()));
+    let write = kv
+        .put(pb::PutRequest {
+            key: b"k".to_vec(),
+            value: b"v2".to_vec(),
+            ..Default::default()
+        })
+        .await;
+    assert!(write.is_ok(), "{write:?}");
+}

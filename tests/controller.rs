@@ -217,3 +217,133 @@ fn managed_files_are_restored_after_edits_and_removed_with_their_object() {
     });
     assert!(!path.exists(), "the file outlived its object");
 }
+
+/// Waits until the set's processes are exactly `n` real ones, one per Process object.
+fn wait_for_replicas(api: &Api, pattern: &str, n: usize, within: Duration) {
+    wait_until(
+        &format!("{n} processes run, one per object"),
+        within,
+        || {
+            let mut listed = running_pids(api);
+            let mut real = pids_of(pattern);
+            listed.sort_unstable();
+            real.sort_unstable();
+            real.len() == n && listed == real
+        },
+    );
+}
+
+fn sleepers(seconds: &str, replicas: i64) -> serde_json::Value {
+    json!({"apiVersion": "stead.dev/v1", "kind": "ProcessSet",
+           "metadata": {"name": "sleepers"},
+           "spec": {"command": "sleep", "args": [seconds], "replicas": replicas}})
+}
+
+#[test]
+fn controllers_ride_out_a_server_restart_without_losing_or_repeating_work() {
+    let mut api = rest::start();
+    let seconds = format!("{}", 5000 + std::process::id() % 1000);
+    let pattern = format!("sleep {seconds}");
+    let _controller = ControllerProc::start(&api, "restart");
+    assert_eq!(api.post(SETS, &sleepers(&seconds, 2)).status, 201);
+    wait_for_replicas(&api, &pattern, 2, Duration::from_secs(20));
+
+    // The server goes away; while it is down a process dies.
+    api.server.kill();
+    let victim = pids_of(&pattern)[0];
+    assert!(
+        Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let data = api.server.data_dir.clone();
+    let url = format!("http://{}", api.endpoint);
+    api.server = common::start_stead(&data, &["--listen-api-url", &url]);
+    rest::wait_for(&api.endpoint);
+
+    // Back: the dead process is replaced and work continues, with no duplicates.
+    wait_for_replicas(&api, &pattern, 2, Duration::from_secs(20));
+    assert!(!pids_of(&pattern).contains(&victim));
+    scale(&api, "sleepers", 3);
+    wait_for_replicas(&api, &pattern, 3, Duration::from_secs(20));
+    assert_eq!(api.delete(&format!("{SETS}/sleepers")).status, 200);
+    wait_until("no process is left", Duration::from_secs(20), || {
+        pids_of(&pattern).is_empty()
+    });
+}
+
+#[test]
+fn controllers_ride_out_a_store_leader_change() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut cluster = common::Cluster::start(root.path(), 3);
+    let leader = raft_leader(&cluster);
+    // The controller talks to a member that stays up; the Raft leader is killed under it.
+    let other = (leader + 1) % 3;
+    let api = Api {
+        endpoint: format!("127.0.0.1:{}", cluster.api_ports[other]),
+        server: common::start_stead(&root.path().join("unused"), &[]),
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+    rest::wait_for(&api.endpoint);
+    let seconds = format!("{}", 6000 + std::process::id() % 1000);
+    let pattern = format!("sleep {seconds}");
+    let _controller = ControllerProc::start(&api, "failover");
+    assert_eq!(api.post(SETS, &sleepers(&seconds, 2)).status, 201);
+    wait_for_replicas(&api, &pattern, 2, Duration::from_secs(30));
+
+    cluster.kill(leader);
+    scale(&api, "sleepers", 3);
+    wait_for_replicas(&api, &pattern, 3, Duration::from_secs(30));
+    let victim = pids_of(&pattern)[0];
+    assert!(
+        Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    wait_for_replicas(&api, &pattern, 3, Duration::from_secs(15));
+    assert!(!pids_of(&pattern).contains(&victim));
+    assert_eq!(api.delete(&format!("{SETS}/sleepers")).status, 200);
+    wait_until("no process is left", Duration::from_secs(30), || {
+        pids_of(&pattern).is_empty()
+    });
+}
+
+/// The member that every reachable member names as Raft leader (via `etcdctl endpoint status`).
+fn raft_leader(cluster: &common::Cluster) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let endpoints: Vec<String> = (0..cluster.members.len())
+            .map(|i| cluster.endpoint(i))
+            .collect();
+        let out = common::etcdctl(
+            &endpoints.join(","),
+            &["endpoint", "status", "--write-out=json"],
+            None,
+        );
+        let statuses: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let leader = statuses
+            .first()
+            .and_then(|s| s["Status"]["leader"].as_u64())
+            .filter(|l| *l != 0);
+        let found = leader.and_then(|l| {
+            statuses
+                .iter()
+                .position(|s| s["Status"]["header"]["member_id"].as_u64() == Some(l))
+        });
+        if let Some(i) = found {
+            return i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -259,6 +259,8 @@ pub(crate) struct Cluster {
     pub(crate) members: Vec<Option<Proc>>,
     pub(crate) dirs: Vec<PathBuf>,
     pub(crate) ports: Vec<(u16, u16)>,
+    /// Each member's REST API port (kept across restarts).
+    pub(crate) api_ports: Vec<u16>,
     initial_cluster: String,
     extra: Vec<String>,
 }
@@ -287,6 +289,7 @@ impl Cluster {
         let mut cluster = Cluster {
             members: (0..n).map(|_| None).collect(),
             dirs,
+            api_ports: (0..n).map(|_| free_port()).collect(),
             ports,
             initial_cluster,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -301,8 +304,12 @@ impl Cluster {
     pub(crate) fn restart(&mut self, i: usize) {
         let (client, peer) = self.ports[i];
         let name = format!("m{i}");
+        let api = format!("http://127.0.0.1:{}", self.api_ports[i]);
         let mut args = vec!["--name", &name, "--initial-cluster", &self.initial_cluster];
         args.extend(self.extra.iter().map(String::as_str));
+        if !self.extra.iter().any(|a| a == "--listen-api-url") {
+            args.extend(["--listen-api-url", api.as_str()]);
+        }
         let proc = start_stead_on(&self.dirs[i], client, peer, &args);
         self.members[i] = Some(proc);
     }
@@ -319,6 +326,7 @@ impl Cluster {
         let i = self.members.len();
         let (client, peer) = (free_port(), free_port());
         self.ports.push((client, peer));
+        self.api_ports.push(free_port());
         self.dirs.push(root.join(format!("m{i}")));
         self.members.push(None);
         self.initial_cluster

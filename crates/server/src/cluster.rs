@@ -125,8 +125,16 @@ fn not_appended(
 }
 
 /// A failed forwarded request: "not leader" is safe to retry, anything else is final.
+/// True when the leader could not be reached at all: the request was never sent, so asking
+/// again (a new leader, once one is elected) cannot do anything twice.
+fn unreachable(s: &Status) -> bool {
+    s.code() == tonic::Code::Unavailable && s.message().contains("tcp connect")
+}
+
+/// A failed call at the leader: asked again when nothing was done (the member asked does not
+/// lead, or could not be reached), else the error.
 fn remote_failure<T>(s: Status) -> Attempt<T> {
-    if s.code() == tonic::Code::FailedPrecondition {
+    if s.code() == tonic::Code::FailedPrecondition || unreachable(&s) {
         Attempt::Retry
     } else {
         Attempt::Done(Err(replication(s.message())))
@@ -236,13 +244,7 @@ impl Member {
                             .map_err(replication)
                             .and_then(|r| r.map_err(Error::from)),
                         ),
-                        // The leader could not be reached at all: nothing was proposed.
-                        Err(s)
-                            if s.code() == tonic::Code::Unavailable
-                                && s.message().contains("tcp connect") =>
-                        {
-                            Attempt::Retry
-                        }
+                        // Anything but "not sent at all" leaves the outcome unknown.
                         Err(s) => remote_failure(s),
                     }
                 })

@@ -273,6 +273,9 @@ impl From<stead_store::Error> for ApiError {
                 format!("Too large resource version: {requested}, current: {current}"),
             ),
             E::NoLeader => Self::new(503, "ServiceUnavailable", e.to_string()),
+            // Unknown outcome or an unreachable leader: the client may retry (a write with a
+            // resourceVersion precondition is safe to retry).
+            E::Replication { .. } => Self::new(503, "ServiceUnavailable", e.to_string()),
             E::NoSpace => Self::new(507, "InternalError", e.to_string()),
             E::RequestTooLarge { .. } => Self::new(413, "RequestEntityTooLarge", e.to_string()),
             other => Self::internal(other.to_string()),
