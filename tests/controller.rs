@@ -24,8 +24,13 @@ struct ControllerProc(Child);
 
 impl ControllerProc {
     fn start(api: &Api, identity: &str) -> ControllerProc {
+        Self::start_with(api, identity, &[])
+    }
+
+    fn start_with(api: &Api, identity: &str, extra: &[&str]) -> ControllerProc {
         let child = Command::new(stead_bin())
             .args(["controller", "--identity", identity])
+            .args(extra)
             .env("STEAD_SERVER", format!("http://{}", api.endpoint))
             .env("STEAD_LOG", "info,stead_controller=debug")
             .stdout(Stdio::null())
@@ -172,7 +177,9 @@ fn process_sets_heal_killed_processes_scale_survive_a_controller_restart_and_lea
 #[test]
 fn managed_files_are_restored_after_edits_and_removed_with_their_object() {
     let api = rest::start();
-    let _controller = ControllerProc::start(&api, "files");
+    let metrics_port = common::free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let _controller = ControllerProc::start_with(&api, "files", &["--metrics-addr", &metrics_addr]);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("conf/motd");
     let file = json!({"apiVersion": "stead.dev/v1", "kind": "ManagedFile",
@@ -210,6 +217,21 @@ fn managed_files_are_restored_after_edits_and_removed_with_their_object() {
         .as_array()
         .map(|items| items.iter().filter(|e| e["reason"] == "Repaired").count());
     assert_eq!(repaired, Some(2), "{events}");
+    let metrics = http::get(&metrics_addr, "/metrics").text();
+    let ok = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "stead_controller_reconcile_total{controller=\"managedfile\",result=\"success\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(ok.is_some_and(|n| n >= 3), "{metrics}");
+    assert!(
+        metrics.contains("stead_controller_queue_depth{controller=\"managedfile\"}"),
+        "{metrics}"
+    );
 
     assert_eq!(api.delete(&format!("{FILES}/motd")).status, 200);
     wait_until("the object is gone", Duration::from_secs(10), || {

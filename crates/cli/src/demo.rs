@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use futures::{FutureExt, StreamExt};
-use stead_controller::HttpClient;
 use stead_controller::client::{Client, ListParams, WatchEvent, WatchParams};
 use stead_controller::demo::{self, events::event_resource};
+use stead_controller::{HttpClient, Metrics};
 use stead_server::{Server, ServerConfig};
 use url::Url;
 
@@ -71,7 +71,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let client = HttpClient::new(&api)?;
     let shutdown = crate::serve::shutdown_signal().shared();
 
-    let (controllers, work) = demo::run(client.clone(), shutdown.clone());
+    let (controllers, work) = demo::run(client.clone(), Metrics::new(), shutdown.clone());
     let work = tokio::spawn(work);
     println!("stead demo: node and controllers running; REST API on {api}");
     let apply = ApplyArgs::for_files(args.manifests.clone(), ServerArg::at(api.clone()));

@@ -220,6 +220,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 identity,
                 "default".into(),
                 crate::controllers::LEASE_NAME.into(),
+                stead_controller::Metrics::new(),
                 shutdown_signal(),
             )))
         }

@@ -81,14 +81,14 @@ fn config(name: &str) -> Config {
     }
 }
 
-/// Starts the ProcessSet, Process and ManagedFile controllers; the returned future runs
-/// them until `shutdown` completes.
+/// Starts the ProcessSet, Process and ManagedFile controllers, recording into `metrics`;
+/// the returned future runs them until `shutdown` completes.
 pub fn run<C: Client>(
     client: C,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> (Controllers, impl Future<Output = ()> + Send) {
     let shutdown = shutdown.shared();
-    let metrics = Metrics::new();
     let (supervisor, exits) = Supervisor::new();
 
     let processes = Controller::new(client.clone(), process::resource())
