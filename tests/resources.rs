@@ -551,3 +551,97 @@ fn bad_writes_get_kubernetes_status_errors_and_change_nothing() {
     assert_eq!(api.revision(), before, "a refused write changed the store");
     assert_eq!(api.get(&path).json()["spec"]["replicas"], 1);
 }
+
+#[test]
+fn delete_options_orphan_or_delete_dependents_first_and_check_preconditions() {
+    let api = rest::start();
+    api.register_widgets();
+    let child_of = |name: &str, owner: &Value, finalizers: Value| {
+        let mut child = rest::widget(name, 1);
+        child["metadata"]["finalizers"] = finalizers;
+        child["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+            "controller": true, "blockOwnerDeletion": true}]);
+        let resp = api.post(WIDGETS, &child);
+        assert_eq!(resp.status, 201, "{}", resp.text());
+    };
+    let delete_with = |name: &str, options: Value| {
+        let resp = http::send(
+            &api.endpoint,
+            "DELETE",
+            &format!("{WIDGETS}/{name}"),
+            "application/json",
+            Some(&options.to_string()),
+        );
+        assert!(resp.status == 200 || resp.status == 202, "{}", resp.text());
+        resp.json()
+    };
+    let gone = |name: &str| api.get(&format!("{WIDGETS}/{name}")).status == 404;
+
+    // Preconditions that do not hold: nothing is deleted.
+    let owner = api.create_widget("orphaner", 1);
+    let resp = http::send(
+        &api.endpoint,
+        "DELETE",
+        &format!("{WIDGETS}/orphaner"),
+        "application/json",
+        Some(&json!({"preconditions": {"uid": "not-the-uid"}}).to_string()),
+    );
+    assert_eq!(resp.status, 409, "{}", resp.text());
+    assert!(
+        resp.text()
+            .contains("Precondition failed: UID in precondition: not-the-uid")
+    );
+
+    // Orphan: the owner goes, its dependent stays without the owner reference.
+    child_of("orphan", &owner, json!([]));
+    delete_with(
+        "orphaner",
+        json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                                   "propagationPolicy": "Orphan"}),
+    );
+    wait_until(
+        "the orphaning owner is gone",
+        Duration::from_secs(10),
+        || gone("orphaner"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let orphan = api.get(&format!("{WIDGETS}/orphan"));
+    assert_eq!(orphan.status, 200, "the dependent was collected");
+    assert!(
+        orphan.json()["metadata"].get("ownerReferences").is_none(),
+        "{}",
+        orphan.text()
+    );
+
+    // Foreground: the owner waits, marked, until its dependents are gone.
+    let owner = api.create_widget("parent", 1);
+    child_of("held-child", &owner, json!(["example.com/hold"]));
+    let marked = delete_with("parent", json!({"propagationPolicy": "Foreground"}));
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    wait_until(
+        "the dependent is marked for deletion",
+        Duration::from_secs(10),
+        || {
+            api.get(&format!("{WIDGETS}/held-child")).json()["metadata"]["deletionTimestamp"]
+                .is_string()
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!gone("parent"), "the owner went before its dependent");
+    let resp = api.patch(
+        &format!("{WIDGETS}/held-child"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"finalizers": null}}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    wait_until(
+        "the owner follows its dependent",
+        Duration::from_secs(10),
+        || gone("held-child") && gone("parent"),
+    );
+}

@@ -9,6 +9,9 @@
 //!    - namespaced objects whose namespace is absent or terminating at R
 //!    - custom objects whose CustomResourceDefinition is gone at R
 //!    - terminating namespaces that hold nothing at R
+//!    - owners deleted with `foregroundDeletion`: their dependents, then the finalizer
+//!    - owners deleted with `orphan`: their owner references in the dependents, then the
+//!      finalizer
 //! ```
 //!
 //! Every deletion is a Txn guarded by the mod_revision read at R, so a sweep never removes
@@ -18,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use serde_json::Value;
 use stead_api::kinds::{STEAD_GROUP, STEAD_VERSION};
 use stead_api::lifecycle::{KindRules, WriteOutcome, is_garbage, prepare_create, prepare_delete};
 use stead_api::registry::KindSource;
@@ -26,6 +30,7 @@ use stead_store::watch::{WatchOutput, WatchRequest, WatchSpec, serve_watch};
 use stead_store::{EventType, RangeRequest};
 use tokio::sync::mpsc;
 
+use super::delete::{FOREGROUND, ORPHAN};
 use super::handlers::{DEFAULT_NAMESPACE, RandomIds, now};
 use super::status::ApiError;
 use super::storage::{self, decode_kv, prefix_end};
@@ -43,6 +48,14 @@ const REGISTRY: &[u8] = b"/registry/";
 /// The key prefix of Namespaces.
 pub(crate) fn namespaces_prefix() -> String {
     storage_prefix(STEAD_GROUP, "namespaces", None)
+}
+
+/// The uids an object's owner references name.
+fn owner_uids(object: &DynamicObject) -> Vec<String> {
+    object
+        .metadata()
+        .map(|m| m.owner_references.into_iter().map(|r| r.uid).collect())
+        .unwrap_or_default()
 }
 
 /// One stored object as a sweep sees it.
@@ -239,7 +252,79 @@ impl RestApi {
                 swept.deleted += 1;
             }
         }
+        // Owners deleted in the foreground or orphaning their dependents.
+        for owner in entries
+            .iter()
+            .filter(|e| e.object.deletion_timestamp().is_some())
+        {
+            let finalizers = owner.object.finalizers();
+            let policy = if finalizers.contains(&FOREGROUND) {
+                FOREGROUND
+            } else if finalizers.contains(&ORPHAN) {
+                ORPHAN
+            } else {
+                continue;
+            };
+            let uid = owner.object.uid();
+            let dependents: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| owner_uids(&e.object).iter().any(|u| u == uid))
+                .collect();
+            let mut settled = true;
+            for dependent in &dependents {
+                let done = if policy == ORPHAN {
+                    self.release(dependent, uid).await?
+                } else {
+                    // Foreground: the owner waits until its dependents are gone.
+                    self.collect(dependent).await?;
+                    false
+                };
+                settled &= done;
+            }
+            if settled && self.remove_finalizer(owner, policy).await? {
+                swept.deleted += 1;
+            }
+        }
         Ok(swept)
+    }
+
+    /// Removes the owner reference to `owner_uid` from a dependent; `true` once written.
+    async fn release(&self, dependent: &Entry, owner_uid: &str) -> Result<bool, ApiError> {
+        let mut released = dependent.object.clone();
+        if let Some(Value::Array(refs)) = released.metadata_map_mut().get_mut("ownerReferences") {
+            refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+            if refs.is_empty() {
+                released.metadata_map_mut().remove("ownerReferences");
+            }
+        }
+        let written = storage::put_if(
+            &self.store,
+            &dependent.key,
+            dependent.mod_revision,
+            released,
+        )
+        .await?;
+        Ok(written.is_some())
+    }
+
+    /// Removes one finalizer; the object goes when it was the last one.
+    async fn remove_finalizer(&self, entry: &Entry, finalizer: &str) -> Result<bool, ApiError> {
+        let mut updated = entry.object.clone();
+        let left: Vec<Value> = entry
+            .object
+            .finalizers()
+            .into_iter()
+            .filter(|f| *f != finalizer)
+            .map(Value::from)
+            .collect();
+        if left.is_empty() {
+            return storage::delete_if(&self.store, &entry.key, entry.mod_revision).await;
+        }
+        updated
+            .metadata_map_mut()
+            .insert("finalizers".into(), Value::Array(left));
+        let written = storage::put_if(&self.store, &entry.key, entry.mod_revision, updated).await?;
+        Ok(written.is_some())
     }
 
     /// Key prefixes of every collection that is served at the sweep's revision: built-in

@@ -15,15 +15,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use stead_api::apply::{ApplyError, FieldScope, UpdateOptions};
 use stead_api::lifecycle::{
-    IdGenerator, LifecycleError, WriteOutcome, prepare_create, prepare_delete,
-    prepare_status_update, prepare_update,
+    IdGenerator, LifecycleError, WriteOutcome, prepare_create, prepare_status_update,
+    prepare_update,
 };
 use stead_api::{CustomResourceDefinition, DynamicObject, FieldIssue, Timestamp};
 
 use super::status::{ApiError, Subject};
 use super::storage::{self, Stored};
 use super::target::{Target, resolve};
-use super::{Query, RestApi, discovery, list, patch, table, watch};
+use super::{Query, RestApi, delete, discovery, list, patch, table, watch};
 
 /// The namespace that always exists.
 pub(crate) const DEFAULT_NAMESPACE: &str = "default";
@@ -84,7 +84,7 @@ async fn dispatch(
         ("POST", false) => create(api, &target, query, headers, body).await,
         ("PUT", true) => update(api, &target, query, headers, body).await,
         ("PATCH", true) => patch::patch(api, &target, query, headers, body).await,
-        ("DELETE", true) => delete(api, &target).await,
+        ("DELETE", true) => delete::delete(api, &target, query, body).await,
         _ => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported on {path}"
         ))),
@@ -453,45 +453,6 @@ async fn update(
         plan_update(target, stored, object.clone(), &manager, strict(query))
     })
     .await
-}
-
-async fn delete(api: &RestApi, target: &Target) -> Result<Response, ApiError> {
-    if target.status {
-        return Err(ApiError::method_not_allowed(
-            "DELETE is not supported on /status",
-        ));
-    }
-    let name = target.name.clone().unwrap_or_default();
-    let namespace = target.is_namespace_kind();
-    write_loop(api, target, &name, |stored| {
-        let stored = stored.ok_or_else(|| ApiError::not_found(&target.subject()))?;
-        if namespace && name == DEFAULT_NAMESPACE {
-            return Err(ApiError::forbidden(
-                &target.subject(),
-                "this namespace may not be deleted",
-            ));
-        }
-        if namespace {
-            return Ok(Plan::Outcome(terminate_namespace(&stored.object)));
-        }
-        Ok(Plan::Outcome(prepare_delete(&stored.object, now())))
-    })
-    .await
-}
-
-/// A deleted Namespace is marked `Terminating`; the garbage collector deletes what it holds
-/// and then the Namespace itself.
-fn terminate_namespace(stored: &DynamicObject) -> WriteOutcome {
-    if stored.deletion_timestamp().is_some() {
-        return WriteOutcome::Unchanged;
-    }
-    let mut marked = stored.clone();
-    marked.set_meta_str(
-        "deletionTimestamp",
-        &now().truncated_to_seconds().to_string(),
-    );
-    marked.set_status(Some(serde_json::json!({"phase": "Terminating"})));
-    WriteOutcome::Write(marked)
 }
 
 /// New namespaced objects need their Namespace, and not a terminating one.

@@ -13,6 +13,7 @@
 //! ```
 //!
 //! - `discovery`: `/api`, `/apis` and the resource lists clients resolve kinds with;
+//! - `delete`: DELETE with DeleteOptions (preconditions, propagation);
 //! - `target`: URL to kind; `handlers`: dispatch and the write paths; `patch`: PATCH;
 //! - `list`: LIST with selectors and pages; `table`: Table responses (printer columns);
 //! - `watch`: `?watch=true` streams; `storage`: reads and guarded writes;
@@ -25,6 +26,7 @@
 //! watch, so every member serves the kinds registered through any member.
 
 mod crds;
+mod delete;
 mod discovery;
 mod gc;
 mod handlers;

@@ -195,6 +195,16 @@ impl ApiError {
         )
     }
 
+    /// A DELETE precondition that the stored object does not meet.
+    pub(crate) fn precondition_failed(subject: &Subject, why: &str) -> Self {
+        let message = format!(
+            "Operation cannot be fulfilled on {} {:?}: Precondition failed: {why}",
+            Self::qualified(subject),
+            subject.name
+        );
+        Self::new(409, "Conflict", message).with_subject(subject)
+    }
+
     /// An object too large to store.
     pub(crate) fn object_too_large(size: usize, limit: usize) -> Self {
         Self::new(
