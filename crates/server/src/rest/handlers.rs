@@ -7,11 +7,12 @@
 
 use std::time::SystemTime;
 
+use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde_json::Value;
 use stead_api::apply::{ApplyError, FieldScope, UpdateOptions};
 use stead_api::lifecycle::{
@@ -37,23 +38,43 @@ pub(crate) async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    let body = match body {
+    let body = match read_body(body).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::body_too_large(super::MAX_BODY).into_response();
-        }
-        Err(rejection) => {
-            return ApiError::bad_request(format!("cannot read the request body: {rejection}"))
-                .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let query = Query::parse(uri.query());
     match dispatch(&api, &method, uri.path(), &query, &headers, &body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
+}
+
+/// Reads a request body of at most [`super::MAX_BODY`] bytes. A larger one is read on (and
+/// dropped) up to [`super::DRAIN_LIMIT`] before the 413 answer, so that the client, still
+/// sending, gets the answer rather than a reset connection.
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    let mut body = std::pin::pin!(body);
+    let mut buffer = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total <= super::MAX_BODY {
+            buffer.extend_from_slice(&data);
+        } else if total > super::DRAIN_LIMIT {
+            break;
+        }
+    }
+    if total > super::MAX_BODY {
+        return Err(ApiError::body_too_large(super::MAX_BODY));
+    }
+    Ok(Bytes::from(buffer))
 }
 
 async fn dispatch(

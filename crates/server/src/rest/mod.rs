@@ -52,6 +52,9 @@ use stead_store::Store;
 /// also fit the store's request limit.
 pub(crate) const MAX_BODY: usize = 3 << 20;
 
+/// How much of a too-large body is read (and dropped) before answering 413.
+pub(crate) const DRAIN_LIMIT: usize = 16 << 20;
+
 /// The group and plural under which CRDs are stored.
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_PLURAL: &str = "customresourcedefinitions";
@@ -104,7 +107,7 @@ pub fn router(api: RestApi) -> Router {
         .route("/api", any(handlers::handle))
         .route("/api/{*path}", any(handlers::handle))
         .fallback(target::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(api)
 }
 
