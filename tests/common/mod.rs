@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 
 /// Finds a tool on PATH or fails the test with a message saying how to get it.
 pub(crate) fn require_tool(name: &str) -> PathBuf {
+    require_tool_for(
+        name,
+        "The differential tests compare stead with the real etcd 3.4: install Debian's \
+         packages with `apt-get install -y etcd-server etcd-client` (.ci/run does this).",
+    )
+}
+
+/// Finds a tool on PATH or fails the test with `how_to_get_it`.
+pub(crate) fn require_tool_for(name: &str, how_to_get_it: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         let candidate = dir.join(name);
@@ -18,11 +27,7 @@ pub(crate) fn require_tool(name: &str) -> PathBuf {
             return candidate;
         }
     }
-    panic!(
-        "`{name}` is not on PATH. The differential tests compare stead with the real etcd 3.4: \
-         install Debian's packages with `apt-get install -y etcd-server etcd-client` \
-         (.ci/run does this)."
-    );
+    panic!("`{name}` is not on PATH. {how_to_get_it}");
 }
 
 /// A port that was free a moment ago and has not been handed out before in this process:
