@@ -3,8 +3,10 @@
 //! - `stead serve`: run a member (etcd's flag names).
 //! - `stead kv ...`: a small etcdctl-like client.
 //! - `stead apply|get|watch|delete|describe`: resources over the REST API.
+//! - `stead kubeconfig`: a kubeconfig for kubectl and other Kubernetes clients.
 
 mod bench;
+mod kubeconfig;
 mod kv;
 mod resources;
 mod serve;
@@ -40,6 +42,8 @@ enum Command {
     Delete(resources::DeleteArgs),
     /// Show one resource in detail, with its events.
     Describe(resources::DescribeArgs),
+    /// Print or write a kubeconfig for kubectl and other Kubernetes clients.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Watch(args) => resources::watch(args).await,
             Command::Delete(args) => resources::delete(args).await,
             Command::Describe(args) => resources::describe(args).await,
+            Command::Kubeconfig(args) => kubeconfig::run(args).await,
         }
     });
     match result {
