@@ -461,6 +461,37 @@ fn kubectl_discovers_namespaces_api_resources_and_schemas() {
         k.ok(&["create", "namespace", "team"], None),
         "namespace/team created\n"
     );
+    // Client-side apply of a core kind: kubectl sends a strategic merge patch.
+    let ops = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ops\n  labels:\n    a: b\n";
+    assert_eq!(
+        k.ok(&["apply", "-f", "-"], Some(ops)),
+        "namespace/ops created\n"
+    );
+    assert_eq!(
+        k.ok(&["apply", "-f", "-"], Some(ops)),
+        "namespace/ops unchanged\n"
+    );
+    assert_eq!(
+        k.ok(&["apply", "-f", "-"], Some(&ops.replace("a: b", "a: c"))),
+        "namespace/ops configured\n"
+    );
+    assert_eq!(
+        k.ok(
+            &[
+                "get",
+                "ns",
+                "ops",
+                "-o",
+                "jsonpath={.metadata.labels.a} {.status.phase}"
+            ],
+            None
+        ),
+        "c Active"
+    );
+    assert_eq!(
+        k.ok(&["delete", "ns", "ops"], None),
+        "namespace \"ops\" deleted\n"
+    );
     let ns = words(&k.ok(&["get", "namespaces"], None));
     assert_eq!(ns[0], ["NAME", "STATUS", "AGE"]);
     let names: Vec<&str> = ns[1..].iter().map(|r| r[0].as_str()).collect();
