@@ -511,6 +511,16 @@ fn kubectl_discovers_namespaces_api_resources_and_schemas() {
     assert!(log.contains("/apis?timeout"), "{log}");
     assert!(!log.contains("/apis/example.com/v1?timeout"), "{log}");
     let resources = text(&out.stdout);
+
+    // A built-in stead kind.
+    let lease = "apiVersion: stead.dev/v1\nkind: Lease\nmetadata:\n  name: l1\nspec:\n  holderIdentity: me\n";
+    assert_eq!(
+        k.ok(&["create", "-f", "-"], Some(lease)),
+        "lease.stead.dev/l1 created\n"
+    );
+    let leases = words(&k.ok(&["get", "leases"], None));
+    assert_eq!(leases[0], ["NAME", "HOLDER", "AGE"]);
+    assert_eq!(leases[1][..2], ["l1", "me"]);
     let rows = words(&resources);
     assert_eq!(
         rows[0],
