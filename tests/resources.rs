@@ -374,10 +374,10 @@ fn dependents_are_collected_when_their_owner_goes_and_namespaces_take_their_obje
     let resp = api.post(in_team, &rest::widget("w", 1));
     assert_eq!(resp.status, 404, "{}", resp.text());
     assert_eq!(resp.json()["message"], "namespaces \"team\" not found");
-    let namespaces = "/apis/stead.dev/v1/namespaces";
+    let namespaces = "/api/v1/namespaces";
     let resp = api.post(
         namespaces,
-        &json!({"apiVersion": "stead.dev/v1", "kind": "Namespace",
+        &json!({"apiVersion": "v1", "kind": "Namespace",
                                             "metadata": {"name": "team"}}),
     );
     assert_eq!(resp.status, 201, "{}", resp.text());

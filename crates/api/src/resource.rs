@@ -17,7 +17,8 @@ use crate::registry::{PrinterColumn, ScaleSubresource};
 use crate::schema::NameRule;
 
 /// The etcd key under which a resource is stored:
-/// `/registry/<group>/<plural>/<namespace>/<name>` (cluster-scoped kinds omit the namespace).
+/// `/registry/<group>/<plural>/<namespace>/<name>` (cluster-scoped kinds omit the namespace;
+/// the core group, `""`, has no group segment, as in Kubernetes: `/registry/namespaces/a`).
 ///
 /// ```
 /// assert_eq!(
@@ -26,18 +27,20 @@ use crate::schema::NameRule;
 /// );
 /// ```
 pub fn storage_key(group: &str, plural: &str, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) => format!("/registry/{group}/{plural}/{ns}/{name}"),
-        None => format!("/registry/{group}/{plural}/{name}"),
-    }
+    format!("{}{name}", storage_prefix(group, plural, namespace))
 }
 
 /// The key prefix that lists a kind: every namespace (`namespace = None`) or one namespace.
 /// Ends with `/` so that `leases` never matches `leasesets`.
 pub fn storage_prefix(group: &str, plural: &str, namespace: Option<&str>) -> String {
+    let group = if group.is_empty() {
+        String::new()
+    } else {
+        format!("{group}/")
+    };
     match namespace {
-        Some(ns) => format!("/registry/{group}/{plural}/{ns}/"),
-        None => format!("/registry/{group}/{plural}/"),
+        Some(ns) => format!("/registry/{group}{plural}/{ns}/"),
+        None => format!("/registry/{group}{plural}/"),
     }
 }
 
@@ -196,8 +199,12 @@ mod tests {
             "/registry/stead.dev/processsets/default/web"
         );
         assert_eq!(
-            storage_key("stead.dev", "namespaces", None, "default"),
-            "/registry/stead.dev/namespaces/default"
+            storage_key("", "namespaces", None, "default"),
+            "/registry/namespaces/default"
+        );
+        assert_eq!(
+            storage_prefix("", "events", Some("a")),
+            "/registry/events/a/"
         );
         assert_eq!(
             storage_prefix("stead.dev", "leases", Some("ns1")),
@@ -217,7 +224,8 @@ mod tests {
             "/registry/stead.dev/leases/kube-system/leader"
         );
         let ns = Namespace::new("team-a");
-        assert_eq!(ns.storage_key(), "/registry/stead.dev/namespaces/team-a");
+        assert_eq!(ns.storage_key(), "/registry/namespaces/team-a");
+        assert_eq!(Namespace::api_version(), "v1");
         assert_eq!(Lease::api_version(), "stead.dev/v1");
         assert!(Lease::namespaced() && !Namespace::namespaced());
     }

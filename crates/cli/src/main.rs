@@ -3,10 +3,12 @@
 //! - `stead serve`: run a member (etcd's flag names).
 //! - `stead kv ...`: a small etcdctl-like client.
 //! - `stead apply|get|watch|delete|describe`: resources over the REST API.
+//! - `stead kubeconfig`: a kubeconfig for kubectl and other Kubernetes clients.
 
 mod bench;
 mod controllers;
 mod demo;
+mod kubeconfig;
 mod kv;
 mod resources;
 mod serve;
@@ -47,6 +49,8 @@ enum Command {
     /// Start a single node with the demo controllers, apply examples/demo and show every
     /// drift and its repair live, until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Print or write a kubeconfig for kubectl and other Kubernetes clients.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Describe(args) => resources::describe(args).await,
             Command::Controller(args) => controllers::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Kubeconfig(args) => kubeconfig::run(args).await,
         }
     });
     match result {

@@ -91,11 +91,11 @@ impl Resource for Lease {
     }
 
     fn printer_columns() -> Vec<PrinterColumn> {
-        vec![PrinterColumn::new(
-            "Holder",
-            "string",
-            ".spec.holderIdentity",
-        )]
+        // NAME, HOLDER, AGE: what `kubectl get leases` prints against Kubernetes.
+        vec![
+            PrinterColumn::new("Holder", "string", ".spec.holderIdentity"),
+            PrinterColumn::new("Age", "date", ".metadata.creationTimestamp"),
+        ]
     }
 }
 

@@ -1,18 +1,19 @@
-//! Built-in kinds, all in group `stead.dev`, version `v1`:
+//! Built-in kinds:
 //!
-//! | kind        | plural     | scope     | short | status subresource |
-//! |-------------|------------|-----------|-------|--------------------|
-//! | `Namespace` | namespaces | Cluster   | ns    | yes                |
-//! | `Event`     | events     | Namespaced| ev    | no                 |
-//! | `Lease`     | leases     | Namespaced|       | no                 |
-//! | `ProcessSet`| processsets| Namespaced| pset  | yes (and `/scale`) |
-//! | `Process`   | processes  | Namespaced| proc  | yes                |
-//! | `ManagedFile`| managedfiles| Cluster | mf    | yes                |
+//! | kind         | apiVersion     | plural       | scope      | short | status subresource |
+//! |--------------|----------------|--------------|------------|-------|--------------------|
+//! | `Namespace`  | `v1` (core)    | namespaces   | Cluster    | ns    | yes                |
+//! | `Event`      | `stead.dev/v1` | events       | Namespaced | ev    | no                 |
+//! | `Lease`      | `stead.dev/v1` | leases       | Namespaced |       | no                 |
+//! | `ProcessSet` | `stead.dev/v1` | processsets  | Namespaced | pset  | yes (and `/scale`) |
+//! | `Process`    | `stead.dev/v1` | processes    | Namespaced | proc  | yes                |
+//! | `ManagedFile`| `stead.dev/v1` | managedfiles | Cluster    | mf    | yes                |
 //!
-//! Kubernetes keeps `Namespace` and `Event` in its core group (`v1`) and `Lease` in
-//! `coordination.k8s.io`; stead puts every built-in kind in one group, `stead.dev`, so that all of
-//! its own objects live under `/registry/stead.dev/...` and `/apis/stead.dev/v1`. The shapes
-//! follow Kubernetes' (`Event` follows `events.k8s.io/v1`: `regarding`, `note`, `reason`, ...).
+//! `Namespace` is in Kubernetes' core group (`""`, served at `/api/v1`, stored under
+//! `/registry/namespaces/`), as Kubernetes clients (`kubectl create namespace`, `-n`) expect
+//! it there. stead's own kinds are in `stead.dev` (`/apis/stead.dev/v1`,
+//! `/registry/stead.dev/...`); their shapes follow Kubernetes' (`Event` follows
+//! `events.k8s.io/v1`: `regarding`, `note`, `reason`, ...; `Lease` `coordination.k8s.io/v1`).
 //! `CustomResourceDefinition` (`apiextensions.k8s.io/v1`) is built in too, see
 //! [`crate::CustomResourceDefinition`].
 
@@ -31,7 +32,11 @@ pub use process_set::{
     ProcessTemplate, RestartPolicy,
 };
 
-/// Group of every built-in stead kind.
+/// Kubernetes' core group (`apiVersion: v1`), served at `/api/v1`.
+pub const CORE_GROUP: &str = "";
+/// Version of the core group.
+pub const CORE_VERSION: &str = "v1";
+/// Group of stead's own built-in kinds.
 pub const STEAD_GROUP: &str = "stead.dev";
-/// Version of every built-in stead kind.
+/// Version of stead's own built-in kinds.
 pub const STEAD_VERSION: &str = "v1";

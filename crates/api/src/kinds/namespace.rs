@@ -1,10 +1,10 @@
-//! `Namespace` (`stead.dev/v1`, cluster-scoped): a scope for names of namespaced objects.
+//! `Namespace` (core `v1`, cluster-scoped): a scope for names of namespaced objects.
 //! Its name follows the RFC 1123 label rule, like Kubernetes namespaces.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{STEAD_GROUP, STEAD_VERSION};
+use super::{CORE_GROUP, CORE_VERSION};
 use crate::meta::{ObjectMeta, TypeMeta, null_as_default};
 use crate::registry::PrinterColumn;
 use crate::resource::{Resource, Scope};
@@ -15,7 +15,7 @@ use crate::schema::NameRule;
 #[serde(rename_all = "camelCase")]
 #[schemars(description = "A scope for the names of namespaced objects.")]
 pub struct Namespace {
-    /// `stead.dev/v1`, `Namespace`.
+    /// `v1`, `Namespace`.
     #[serde(flatten)]
     pub types: TypeMeta,
     /// Standard metadata; `name` is the namespace's name.
@@ -73,8 +73,8 @@ impl Namespace {
 }
 
 impl Resource for Namespace {
-    const GROUP: &'static str = STEAD_GROUP;
-    const VERSION: &'static str = STEAD_VERSION;
+    const GROUP: &'static str = CORE_GROUP;
+    const VERSION: &'static str = CORE_VERSION;
     const KIND: &'static str = "Namespace";
     const PLURAL: &'static str = "namespaces";
     const SINGULAR: &'static str = "namespace";
@@ -92,7 +92,11 @@ impl Resource for Namespace {
     }
 
     fn printer_columns() -> Vec<PrinterColumn> {
-        vec![PrinterColumn::new("Status", "string", ".status.phase")]
+        // NAME, STATUS, AGE: what `kubectl get namespaces` prints against Kubernetes.
+        vec![
+            PrinterColumn::new("Status", "string", ".status.phase"),
+            PrinterColumn::new("Age", "date", ".metadata.creationTimestamp"),
+        ]
     }
 }
 
@@ -109,7 +113,7 @@ mod tests {
         });
         assert_eq!(
             serde_json::to_value(&ns).ok(),
-            Some(json!({"apiVersion": "stead.dev/v1", "kind": "Namespace",
+            Some(json!({"apiVersion": "v1", "kind": "Namespace",
                         "metadata": {"name": "team-a"}, "status": {"phase": "Active"}}))
         );
     }

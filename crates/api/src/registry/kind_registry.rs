@@ -87,8 +87,8 @@ impl KindRegistry {
         KindRegistry::default()
     }
 
-    /// A registry with stead's built-in kinds: `Namespace`, `Event`, `Lease` (`stead.dev/v1`)
-    /// and `CustomResourceDefinition` (`apiextensions.k8s.io/v1`).
+    /// A registry with the built-in kinds: `Namespace` (core `v1`), `Event`, `Lease`
+    /// (`stead.dev/v1`) and `CustomResourceDefinition` (`apiextensions.k8s.io/v1`).
     pub fn with_builtins() -> Result<Self, RegistryError> {
         let mut registry = KindRegistry::new();
         registry.register_resource::<Namespace>()?;
@@ -341,7 +341,7 @@ mod tests {
     fn builtin_kinds_are_registered_with_their_properties() {
         let r = registry();
         let ns = r
-            .kind("stead.dev", "Namespace")
+            .kind("", "Namespace")
             .unwrap_or_else(|| panic!("namespace"));
         assert_eq!(
             (ns.scope, ns.name_rule),
@@ -404,7 +404,7 @@ mod tests {
                 "no matches for kind \"Gadget\" in version \"example.com/v1\"; known kinds: \
                  apiextensions.k8s.io/v1 CustomResourceDefinition, example.com/v1 Widget, \
                  stead.dev/v1 Event, stead.dev/v1 Lease, stead.dev/v1 ManagedFile, \
-                 stead.dev/v1 Namespace, stead.dev/v1 Process, stead.dev/v1 ProcessSet"
+                 stead.dev/v1 Process, stead.dev/v1 ProcessSet, v1 Namespace"
                     .to_owned()
             )
         );
@@ -519,10 +519,9 @@ mod tests {
             r.validate(&obj).map_err(|e| e.to_string()),
             Err("spec.leaseDurationSeconds: 0 is less than the minimum of 1".to_owned())
         );
-        let ns =
-            DynamicObject::from_value(json!({"apiVersion": "stead.dev/v1", "kind": "Namespace",
+        let ns = DynamicObject::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "team-a"}, "status": {"phase": "Gone"}}))
-            .unwrap_or_default();
+        .unwrap_or_default();
         let err = r.validate(&ns).map_err(|e| e.to_string());
         assert!(
             err.as_ref()

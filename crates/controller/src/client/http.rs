@@ -501,7 +501,7 @@ mod tests {
 
     #[test]
     fn watch_lines_decode() {
-        let added = br#"{"type":"ADDED","object":{"apiVersion":"stead.dev/v1","kind":"Namespace","metadata":{"name":"a","resourceVersion":"5"}}}"#;
+        let added = br#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","resourceVersion":"5"}}}"#;
         match watch_event(added) {
             Ok(WatchEvent::Added(object)) => assert_eq!(object.resource_version(), "5"),
             other => panic!("{other:?}"),

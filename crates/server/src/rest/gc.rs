@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
-use stead_api::kinds::{STEAD_GROUP, STEAD_VERSION};
+use stead_api::kinds::{CORE_GROUP, CORE_VERSION};
 use stead_api::lifecycle::{KindRules, WriteOutcome, is_garbage, prepare_create, prepare_delete};
 use stead_api::registry::KindSource;
 use stead_api::{DynamicObject, GroupVersionKind, ObjectMeta, storage_prefix};
@@ -47,7 +47,7 @@ const REGISTRY: &[u8] = b"/registry/";
 
 /// The key prefix of Namespaces.
 pub(crate) fn namespaces_prefix() -> String {
-    storage_prefix(STEAD_GROUP, "namespaces", None)
+    storage_prefix(CORE_GROUP, "namespaces", None)
 }
 
 /// The uids an object's owner references name.
@@ -85,7 +85,7 @@ impl RestApi {
     }
 
     async fn create_namespace(&self, name: &str) -> Result<(), ApiError> {
-        let gvk = GroupVersionKind::new(STEAD_GROUP, STEAD_VERSION, "Namespace");
+        let gvk = GroupVersionKind::new(CORE_GROUP, CORE_VERSION, "Namespace");
         let (rules, kind) = {
             let registry = self.registry();
             let (kind, version) = registry
@@ -97,10 +97,11 @@ impl RestApi {
         if storage::get(&self.store, &key).await?.is_some() {
             return Ok(());
         }
-        let mut object = DynamicObject::new(&gvk, &ObjectMeta::named(name));
-        object.set_status(Some(serde_json::json!({"phase": "Active"})));
-        let object = prepare_create(object, &rules, now(), &mut RandomIds)
+        let object = DynamicObject::new(&gvk, &ObjectMeta::named(name));
+        let mut object = prepare_create(object, &rules, now(), &mut RandomIds)
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        // Set after prepare_create, which drops status (the kind has a /status subresource).
+        object.set_status(Some(serde_json::json!({"phase": "Active"})));
         // Lost a race with another member: the namespace exists either way.
         storage::put_if(&self.store, &key, 0, object).await?;
         Ok(())

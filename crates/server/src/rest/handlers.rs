@@ -24,7 +24,7 @@ use stead_api::{CustomResourceDefinition, DynamicObject, FieldIssue, Timestamp};
 use super::status::{ApiError, Subject};
 use super::storage::{self, Stored};
 use super::target::{Target, resolve};
-use super::{Query, RestApi, delete, discovery, list, patch, table, watch};
+use super::{Query, RestApi, delete, discovery, list, patch, protobuf, scale, table, watch};
 
 /// The namespace that always exists.
 pub(crate) const DEFAULT_NAMESPACE: &str = "default";
@@ -86,7 +86,7 @@ async fn dispatch(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     if method == Method::GET
-        && let Some(answer) = discovery::discover(api, path)
+        && let Some(answer) = discovery::discover(api, path, headers)
     {
         return answer;
     }
@@ -95,6 +95,9 @@ async fn dispatch(
     // The default namespace appears on first use: a create anywhere, or a look at namespaces.
     if method == Method::POST || method == Method::PATCH || target.is_namespace_kind() {
         api.ensure_default_namespace().await?;
+    }
+    if target.scale {
+        return scale::scale(api, &target, method, query, headers, body).await;
     }
     match (method.as_str(), named) {
         ("GET", false) if query.flag("watch") => {
@@ -166,9 +169,19 @@ pub(crate) fn manager(query: &Query, headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-fn decode_body(body: &[u8]) -> Result<DynamicObject, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?;
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<DynamicObject, ApiError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim();
+    let value: Value = if media == protobuf::MEDIA_TYPE {
+        protobuf::decode(body)?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?
+    };
     DynamicObject::from_value(value).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -304,6 +317,10 @@ fn check(
         ..target.subject()
     };
     let kind = &target.kind.names.kind;
+    if creating && target.is_namespace_kind() {
+        // A new Namespace is Active, as Kubernetes' namespace strategy makes it.
+        object.set_status(Some(serde_json::json!({"phase": "Active"})));
+    }
     target
         .kind
         .validate(&target.version, object)
@@ -415,7 +432,7 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let mut object = decode_body(body)?;
+    let mut object = decode_body(headers, body)?;
     fill_from_url(target, &mut object)?;
     normalize(target, &mut object, strict(query))?;
     let created = prepare_create(object, &target.rules(), now(), &mut RandomIds)
@@ -465,7 +482,7 @@ async fn update(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let mut object = decode_body(body)?;
+    let mut object = decode_body(headers, body)?;
     fill_from_url(target, &mut object)?;
     let manager = manager(query, headers);
     let name = target.name.clone().unwrap_or_default();

@@ -2,7 +2,8 @@
 //! over the MVCC store, with the rules of [`stead_api`] applied to every write.
 //!
 //! ```text
-//!  /apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/status]]
+//!  /apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/status|/scale]]
+//!  /api/v1/...  (the core group, "")
 //!        │ target::resolve (KindRegistry::lookup_resource)
 //!        ▼
 //!  handlers: GET / LIST / POST / PUT / PATCH / DELETE ──► lifecycle::prepare_* + validate
@@ -15,6 +16,9 @@
 //! - `discovery`: `/api`, `/apis` and the resource lists clients resolve kinds with;
 //! - `delete`: DELETE with DeleteOptions (preconditions, propagation);
 //! - `target`: URL to kind; `handlers`: dispatch and the write paths; `patch`: PATCH;
+//! - `scale`: the `/scale` subresource (autoscaling/v1 Scale);
+//! - `openapi`: `/openapi/v3` documents from the kinds' schemas;
+//! - `protobuf`: protobuf request bodies of core kinds (client-go's typed clients);
 //! - `list`: LIST with selectors and pages; `table`: Table responses (printer columns);
 //! - `watch`: `?watch=true` streams; `storage`: reads and guarded writes;
 //! - `crds`: the registry kept in step with stored CRDs; `gc`: owner references and
@@ -31,7 +35,10 @@ mod discovery;
 mod gc;
 mod handlers;
 mod list;
+mod openapi;
 mod patch;
+mod protobuf;
+mod scale;
 mod status;
 mod storage;
 mod table;
@@ -106,9 +113,23 @@ pub fn router(api: RestApi) -> Router {
         .route("/apis/{*path}", any(handlers::handle))
         .route("/api", any(handlers::handle))
         .route("/api/{*path}", any(handlers::handle))
+        .route("/openapi/v3", axum::routing::get(openapi_handler))
+        .route("/openapi/v3/{*path}", axum::routing::get(openapi_handler))
         .fallback(target::not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(api)
+}
+
+async fn openapi_handler(
+    axum::extract::State(api): axum::extract::State<RestApi>,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match openapi::serve(&api, uri.path()) {
+        Some(Ok(resp)) => resp,
+        Some(Err(e)) => e.into_response(),
+        None => status::ApiError::path_not_found(uri.path()).into_response(),
+    }
 }
 
 /// Query parameters, decoded once; the first value of a repeated parameter wins (Go's

@@ -1,5 +1,6 @@
 //! PATCH: JSON merge patch, JSON patch and server-side apply (`application/apply-patch+yaml`
-//! with `fieldManager`); strategic merge patch is 415 Unsupported Media Type.
+//! with `fieldManager`); strategic merge patch for the core kinds (kubectl sends it for the
+//! Go types it knows), 415 Unsupported Media Type for every other kind.
 
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
@@ -7,7 +8,10 @@ use serde_json::Value;
 use stead_api::DynamicObject;
 use stead_api::apply::ApplyOptions;
 use stead_api::lifecycle::{prepare_create, prepare_status_update, prepare_update};
-use stead_api::patch::{apply_json_patch, apply_merge_patch, parse_json_patch};
+use stead_api::patch::{
+    apply_json_patch, apply_merge_patch, apply_strategic_merge_patch, object_meta_lists,
+    parse_json_patch,
+};
 
 use super::handlers::{
     Plan, RandomIds, apply_error, fill_from_url, lifecycle_error, manager, normalize, now,
@@ -21,11 +25,12 @@ use super::{Query, RestApi};
 /// The patch formats.
 enum PatchKind {
     Merge(Value),
+    Strategic(Value),
     Json(Vec<stead_api::patch::PatchOperation>),
     Apply(Value),
 }
 
-fn parse_patch(headers: &HeaderMap, body: &[u8]) -> Result<PatchKind, ApiError> {
+fn parse_patch(target: &Target, headers: &HeaderMap, body: &[u8]) -> Result<PatchKind, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -37,6 +42,9 @@ fn parse_patch(headers: &HeaderMap, body: &[u8]) -> Result<PatchKind, ApiError> 
     };
     match media {
         "application/merge-patch+json" => Ok(PatchKind::Merge(json()?)),
+        "application/strategic-merge-patch+json" if target.kind.group.is_empty() => {
+            Ok(PatchKind::Strategic(json()?))
+        }
         "application/json-patch+json" => parse_json_patch(&json()?)
             .map(PatchKind::Json)
             .map_err(|e| ApiError::bad_request(e.to_string())),
@@ -63,7 +71,7 @@ pub(crate) async fn patch(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let patch = parse_patch(headers, body)?;
+    let patch = parse_patch(target, headers, body)?;
     let name = target.name.clone().unwrap_or_default();
     let manager = manager(query, headers);
     let force = query.flag("force");
@@ -75,6 +83,11 @@ pub(crate) async fn patch(
             }
             (_, None) => return Err(ApiError::not_found(&target.subject())),
             (PatchKind::Merge(p), Some(s)) => apply_merge_patch(&s.object.to_value(), p),
+            // The core kinds have no merge-keyed lists beyond ObjectMeta's.
+            (PatchKind::Strategic(p), Some(s)) => {
+                apply_strategic_merge_patch(&s.object.to_value(), p, &object_meta_lists)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?
+            }
             (PatchKind::Json(ops), Some(s)) => apply_json_patch(&s.object.to_value(), ops)
                 .map_err(|e| {
                     let mut err = ApiError::bad_request(e.to_string());

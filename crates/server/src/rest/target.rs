@@ -1,5 +1,6 @@
-//! What a URL names: `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/status]]`
-//! split and resolved against the kind registry.
+//! What a URL names: `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/<sub>]]`
+//! (or `/api/v1/...` for the core group, `""`) split and resolved against the kind registry.
+//! `<sub>` is `status` or `scale`.
 
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
@@ -9,7 +10,8 @@ use stead_api::{GroupVersionResource, Kind, KindVersion, storage_prefix};
 use super::status::{ApiError, Subject, unknown_resource};
 use super::{CRD_GROUP, CRD_PLURAL, RestApi};
 
-/// What a URL names: a kind (at a served version), maybe a namespace, name and `/status`.
+/// What a URL names: a kind (at a served version), maybe a namespace, name and `/status`
+/// or `/scale`.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) kind: Kind,
@@ -17,6 +19,7 @@ pub(crate) struct Target {
     pub(crate) namespace: Option<String>,
     pub(crate) name: Option<String>,
     pub(crate) status: bool,
+    pub(crate) scale: bool,
 }
 
 impl Target {
@@ -51,7 +54,7 @@ impl Target {
 
     /// Whether this is the built-in Namespace kind.
     pub(crate) fn is_namespace_kind(&self) -> bool {
-        self.kind.group == stead_api::kinds::STEAD_GROUP && self.kind.names.plural == "namespaces"
+        self.kind.group == stead_api::kinds::CORE_GROUP && self.kind.names.plural == "namespaces"
     }
 
     pub(crate) fn is_crd(&self) -> bool {
@@ -59,7 +62,15 @@ impl Target {
     }
 }
 
-/// `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/status]]`, split.
+/// A subresource of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    None,
+    Status,
+    Scale,
+}
+
+/// `/apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>[/<sub>]]`, split.
 #[derive(Debug, PartialEq, Eq)]
 struct ParsedPath<'a> {
     group: &'a str,
@@ -67,29 +78,37 @@ struct ParsedPath<'a> {
     namespace: Option<&'a str>,
     plural: &'a str,
     name: Option<&'a str>,
-    status: bool,
+    sub: Sub,
 }
 
 fn parse_path(path: &str) -> Option<ParsedPath<'_>> {
-    let rest = path.strip_prefix("/apis/")?.trim_end_matches('/');
-    let segs: Vec<&str> = rest.split('/').collect();
-    if segs.iter().any(|s| s.is_empty()) {
-        return None;
-    }
+    let path = path.trim_end_matches('/');
+    let segs: Vec<&str> = if let Some(rest) = path.strip_prefix("/apis/") {
+        rest.split('/').collect()
+    } else {
+        // The core group: `/api/v1/...` is `/apis/<"">/v1/...`.
+        let rest = path.strip_prefix("/api/")?;
+        std::iter::once("").chain(rest.split('/')).collect()
+    };
     let (group, version, tail) = match segs.as_slice() {
         [g, v, tail @ ..] if !tail.is_empty() => (*g, *v, tail),
         _ => return None,
     };
+    let core = path.starts_with("/api/");
+    if (!core && group.is_empty()) || version.is_empty() || tail.iter().any(|s| s.is_empty()) {
+        return None;
+    }
     let (namespace, tail) = match tail {
         // A Namespace's own status, not a namespaced resource named "status".
-        ["namespaces", _, "status"] => (None, tail),
+        ["namespaces", _, "status" | "finalize"] => (None, tail),
         ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(*ns), tail),
         _ => (None, tail),
     };
-    let (plural, name, status) = match tail {
-        [plural] => (*plural, None, false),
-        [plural, name] => (*plural, Some(*name), false),
-        [plural, name, "status"] => (*plural, Some(*name), true),
+    let (plural, name, sub) = match tail {
+        [plural] => (*plural, None, Sub::None),
+        [plural, name] => (*plural, Some(*name), Sub::None),
+        [plural, name, "status"] => (*plural, Some(*name), Sub::Status),
+        [plural, name, "scale"] => (*plural, Some(*name), Sub::Scale),
         _ => return None,
     };
     Some(ParsedPath {
@@ -98,7 +117,7 @@ fn parse_path(path: &str) -> Option<ParsedPath<'_>> {
         namespace,
         plural,
         name,
-        status,
+        sub,
     })
 }
 
@@ -137,12 +156,16 @@ pub(crate) async fn resolve(api: &RestApi, path: &str) -> Result<Target, ApiErro
     {
         return Err(not_found_path(path));
     }
+    if parsed.sub == Sub::Scale && version.subresources.scale.is_none() {
+        return Err(not_found_path(path));
+    }
     Ok(Target {
         kind,
         version,
         namespace: parsed.namespace.map(str::to_owned),
         name: parsed.name.map(str::to_owned),
-        status: parsed.status,
+        status: parsed.sub == Sub::Status,
+        scale: parsed.sub == Sub::Scale,
     })
 }
 
@@ -150,7 +173,7 @@ fn not_found_path(path: &str) -> ApiError {
     ApiError::path_not_found(path)
 }
 
-/// Fallback for paths outside `/apis/`.
+/// Fallback for paths outside `/api/` and `/apis/`.
 pub(crate) async fn not_found(uri: Uri) -> Response {
     not_found_path(uri.path()).into_response()
 }
@@ -170,26 +193,35 @@ mod tests {
                 namespace: Some("ns"),
                 plural: "widgets",
                 name: Some("a"),
-                status: true,
+                sub: Sub::Status,
             })
         );
-        let ns = parse_path("/apis/stead.dev/v1/namespaces/default");
+        let ns = parse_path("/api/v1/namespaces/default");
         assert_eq!(
-            ns.map(|p| (p.plural, p.name)),
-            Some(("namespaces", Some("default")))
+            ns.map(|p| (p.group, p.plural, p.name)),
+            Some(("", "namespaces", Some("default")))
         );
-        let ns_status = parse_path("/apis/stead.dev/v1/namespaces/default/status");
+        let ns_status = parse_path("/api/v1/namespaces/default/status");
         assert_eq!(
-            ns_status.map(|p| (p.namespace, p.plural, p.status)),
-            Some((None, "namespaces", true))
+            ns_status.map(|p| (p.namespace, p.plural, p.sub)),
+            Some((None, "namespaces", Sub::Status))
         );
+        let events = parse_path("/api/v1/namespaces/a/events");
+        assert_eq!(
+            events.map(|p| (p.group, p.version, p.namespace, p.plural)),
+            Some(("", "v1", Some("a"), "events"))
+        );
+        let scale = parse_path("/apis/x.io/v1/namespaces/ns/widgets/a/scale");
+        assert_eq!(scale.map(|p| p.sub), Some(Sub::Scale));
         let all = parse_path("/apis/x.io/v1/widgets");
         assert_eq!(all.map(|p| (p.namespace, p.name)), Some((None, None)));
         for bad in [
             "/apis/x.io/v1",
             "/apis/x.io/v1/w/a/b",
             "/apis//v1/w",
-            "/api/v1/pods",
+            "/api/v1",
+            "/api//pods",
+            "/apis/x.io/v1/w/a/b/c",
         ] {
             assert_eq!(parse_path(bad), None, "{bad}");
         }
