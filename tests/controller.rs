@@ -120,8 +120,10 @@ fn process_sets_heal_killed_processes_scale_survive_a_controller_restart_and_lea
     wait_until("3 processes run", Duration::from_secs(20), || {
         pids_of(&pattern).len() == 3 && running_pids(&api).len() == 3
     });
-    let status = api.get(&format!("{SETS}/sleepers")).json()["status"].clone();
-    assert_eq!(status["readyReplicas"], 3, "{status}");
+    wait_until("the set reports 3 ready", Duration::from_secs(10), || {
+        let status = api.get(&format!("{SETS}/sleepers")).json()["status"].clone();
+        status["readyReplicas"] == 3 && status["conditions"][0]["status"] == "True"
+    });
 
     // Drift: kill -9 one process. Within 5 s there are 3 again, the killed one replaced.
     let victim = running_pids(&api)[0];
@@ -210,9 +212,7 @@ fn managed_files_are_restored_after_edits_and_removed_with_their_object() {
     wait_until("two repairs are counted", Duration::from_secs(5), || {
         api.get(&format!("{FILES}/motd")).json()["status"]["repairs"] == 2
     });
-    let events = api
-        .get("/apis/stead.dev/v1/namespaces/default/events")
-        .json();
+    let events = api.get("/api/v1/namespaces/default/events").json();
     let repaired = events["items"]
         .as_array()
         .map(|items| items.iter().filter(|e| e["reason"] == "Repaired").count());

@@ -552,9 +552,52 @@ fn kubectl_discovers_namespaces_api_resources_and_schemas() {
     assert!(explain.contains("replicas\t<integer>"), "{explain}");
     assert!(explain.contains("How many copies."), "{explain}");
 
-    // describe finds the object (events are looked up too, and may be empty).
+    // describe finds the object and the core/v1 Events about it (by involvedObject fields).
+    let uid = k.ok(
+        &[
+            "get",
+            "widget",
+            "t1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    );
+    let event = format!(
+        "apiVersion: v1\nkind: Event\nmetadata:\n  name: t1.1\n  namespace: team\n\
+         involvedObject:\n  apiVersion: example.com/v1\n  kind: Widget\n  name: t1\n  \
+         namespace: team\n  uid: {uid}\nreason: Resized\nmessage: grew to 3\ntype: Normal\n\
+         source:\n  component: widget-controller\ncount: 1\n"
+    );
+    assert_eq!(
+        k.ok(&["create", "-f", "-"], Some(&event)),
+        "event/t1.1 created\n"
+    );
     let described = k.ok(&["describe", "widget", "t1", "-n", "team"], None);
     assert!(described.contains("Name:         t1"), "{described}");
+    let events = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events section: {described}"));
+    let rows: Vec<Vec<String>> = words(events)
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["Type", "Reason", "Age", "From", "Message"],
+        "{events}"
+    );
+    assert_eq!(rows[2][0..2], ["Normal", "Resized"], "{events}");
+    assert!(
+        events.contains("widget-controller") && events.contains("grew to 3"),
+        "{events}"
+    );
+    let listed = words(&k.ok(&["get", "events", "-n", "team"], None));
+    assert_eq!(listed[0][..2], ["LAST", "SEEN"], "{listed:?}");
+    assert!(listed[1].contains(&"Resized".to_owned()), "{listed:?}");
 
     assert_eq!(
         k.ok(&["delete", "namespace", "team"], None),

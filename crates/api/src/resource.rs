@@ -145,6 +145,12 @@ pub trait Resource:
     }
 
     /// The `/scale` subresource, if the kind has one.
+    /// Fields besides `metadata.name` and `metadata.namespace` that field selectors may
+    /// name (dotted paths, e.g. `involvedObject.uid`).
+    fn selectable_fields() -> &'static [&'static str] {
+        &[]
+    }
+
     fn scale_subresource() -> Option<ScaleSubresource> {
         None
     }

@@ -123,12 +123,16 @@ async fn follow(client: &HttpClient) -> anyhow::Result<()> {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let object = match text("/regarding/namespace").as_str() {
-            "" => format!("{}/{}", text("/regarding/kind"), text("/regarding/name")),
+        let object = match text("/involvedObject/namespace").as_str() {
+            "" => format!(
+                "{}/{}",
+                text("/involvedObject/kind"),
+                text("/involvedObject/name")
+            ),
             ns => format!(
                 "{}/{ns}/{}",
-                text("/regarding/kind"),
-                text("/regarding/name")
+                text("/involvedObject/kind"),
+                text("/involvedObject/name")
             ),
         };
         println!(
@@ -136,7 +140,7 @@ async fn follow(client: &HttpClient) -> anyhow::Result<()> {
             event.resource_version(),
             text("/type"),
             text("/reason"),
-            text("/note")
+            text("/message")
         );
     }
     Ok(())

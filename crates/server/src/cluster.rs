@@ -131,6 +131,15 @@ fn unreachable(s: &Status) -> bool {
     s.code() == tonic::Code::Unavailable && s.message().contains("tcp connect")
 }
 
+/// A failed request that may safely be asked again (a read index, a lease renewal): any
+/// transport failure is retried, at a new leader once one is elected.
+fn idempotent_failure<T>(s: Status) -> Attempt<T> {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Attempt::Retry,
+        _ => remote_failure(s),
+    }
+}
+
 /// A failed call at the leader: asked again when nothing was done (the member asked does not
 /// lead, or could not be reached), else the error.
 fn remote_failure<T>(s: Status) -> Attempt<T> {
@@ -268,7 +277,7 @@ impl Member {
                 Box::pin(async move {
                     let resp = match forwarded(client.read_index(Blob::default())).await {
                         Ok(resp) => resp,
-                        Err(s) => return remote_failure(s),
+                        Err(s) => return idempotent_failure(s),
                     };
                     let log_id: LogId = match decode(&resp.get_ref().data) {
                         Ok(id) => id,
@@ -313,7 +322,7 @@ impl Member {
                         Ok(resp) => {
                             Attempt::Done(decode(&resp.get_ref().data).map_err(replication))
                         }
-                        Err(s) => remote_failure(s),
+                        Err(s) => idempotent_failure(s),
                     }
                 })
             },

@@ -1,11 +1,16 @@
-//! `Event` (`stead.dev/v1`, namespaced): a record of something that happened to an object,
-//! shown by `describe`. Fields follow Kubernetes' `events.k8s.io/v1` Event (`regarding`,
-//! `reason`, `note`, `type`, `series`, ...).
+//! `Event` (core `v1`, namespaced): a record of something that happened to an object, shown
+//! by `describe` (`stead describe` and `kubectl describe`). The shape is Kubernetes' core/v1
+//! Event (`involvedObject`, `reason`, `message`, `source`, `count`, `firstTimestamp`,
+//! `lastTimestamp`, ...), stored under `/registry/events/<namespace>/<name>`.
+//!
+//! Events can be selected by the fields `kubectl describe` asks for:
+//! `involvedObject.{kind,namespace,name,uid,apiVersion,resourceVersion,fieldPath}`,
+//! `reason`, `type`, `source` and `reportingComponent`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{STEAD_GROUP, STEAD_VERSION};
+use super::{CORE_GROUP, CORE_VERSION};
 use crate::dynamic::DynamicObject;
 use crate::meta::{ObjectMeta, Timestamp, TypeMeta, null_as_default};
 use crate::registry::PrinterColumn;
@@ -16,19 +21,16 @@ use crate::resource::{Resource, Scope};
 #[serde(rename_all = "camelCase")]
 #[schemars(description = "Something that happened to an object, for describe-style history.")]
 pub struct Event {
-    /// `stead.dev/v1`, `Event`.
+    /// `v1`, `Event`.
     #[serde(flatten)]
     pub types: TypeMeta,
-    /// Standard metadata; by convention the name is `<regarding.name>.<unique suffix>`.
+    /// Standard metadata; by convention the name is `<involvedObject.name>.<unique suffix>`.
     #[serde(default)]
     pub metadata: ObjectMeta,
     /// The object this event is about.
     #[serde(default)]
-    pub regarding: ObjectReference,
-    /// A second object involved, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub related: Option<ObjectReference>,
-    /// Short CamelCase reason, e.g. `ScalingReplicaSet`.
+    pub involved_object: ObjectReference,
+    /// Short CamelCase reason, e.g. `Restarted`.
     #[serde(
         default,
         skip_serializing_if = "String::is_empty",
@@ -43,11 +45,29 @@ pub struct Event {
         deserialize_with = "null_as_default"
     )]
     #[schemars(extend("nullable" = true))]
-    pub note: String,
+    pub message: String,
+    /// The component that reported it.
+    #[serde(default, skip_serializing_if = "EventSource::is_empty")]
+    pub source: EventSource,
+    /// When it first happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_timestamp: Option<Timestamp>,
+    /// When it last happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_timestamp: Option<Timestamp>,
+    /// How many times it happened.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub count: i32,
     /// `Normal` or `Warning`.
     #[serde(rename = "type", default)]
     pub type_: EventType,
-    /// What was done, e.g. `Restart`.
+    /// When it happened, with microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<Timestamp>,
+    /// Repetition data of a recurring event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<EventSeries>,
+    /// What was done (or failed), e.g. `Start`.
     #[serde(
         default,
         skip_serializing_if = "String::is_empty",
@@ -55,15 +75,18 @@ pub struct Event {
     )]
     #[schemars(extend("nullable" = true))]
     pub action: String,
-    /// Controller that emitted the event, e.g. `stead.dev/processset-controller`.
+    /// A second object involved, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<ObjectReference>,
+    /// The controller that emitted it, e.g. `stead.dev/processset-controller`.
     #[serde(
         default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "null_as_default"
     )]
     #[schemars(extend("nullable" = true))]
-    pub reporting_controller: String,
-    /// Instance of that controller, e.g. its host name.
+    pub reporting_component: String,
+    /// Which instance of that controller.
     #[serde(
         default,
         skip_serializing_if = "String::is_empty",
@@ -71,12 +94,51 @@ pub struct Event {
     )]
     #[schemars(extend("nullable" = true))]
     pub reporting_instance: String,
-    /// When the event first happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_time: Option<Timestamp>,
-    /// Repetitions of the same event, if it recurred.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub series: Option<EventSeries>,
+}
+
+/// The fields Events can be selected by, as Kubernetes allows them.
+const SELECTABLE_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// Who reported an event (`v1.EventSource`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSource {
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    #[schemars(extend("nullable" = true))]
+    pub component: String,
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    #[schemars(extend("nullable" = true))]
+    pub host: String,
+}
+
+impl EventSource {
+    fn is_empty(&self) -> bool {
+        self.component.is_empty() && self.host.is_empty()
+    }
 }
 
 /// Whether an event is routine or needs attention.
@@ -177,29 +239,33 @@ impl ObjectReference {
 }
 
 impl Event {
-    /// A new event about `regarding`, named `<regarding.name>.<suffix>` in its namespace.
+    /// A new event about `involved`, named `<involved.name>.<suffix>` in its namespace
+    /// (`default` for cluster-scoped objects), happened once at `now`.
     pub fn about(
-        regarding: ObjectReference,
+        involved: ObjectReference,
         type_: EventType,
         reason: &str,
-        note: &str,
+        message: &str,
         now: Timestamp,
         suffix: &str,
     ) -> Self {
-        let name = format!("{}.{suffix}", regarding.name);
-        let namespace = if regarding.namespace.is_empty() {
+        let name = format!("{}.{suffix}", involved.name);
+        let namespace = if involved.namespace.is_empty() {
             "default"
         } else {
-            &regarding.namespace
+            &involved.namespace
         };
         Event {
             types: Self::type_meta(),
             metadata: ObjectMeta::namespaced(namespace, name),
             reason: reason.to_owned(),
-            note: note.to_owned(),
+            message: message.to_owned(),
             type_,
+            first_timestamp: Some(now.truncated_to_seconds()),
+            last_timestamp: Some(now.truncated_to_seconds()),
+            count: 1,
             event_time: Some(now),
-            regarding,
+            involved_object: involved,
             ..Event::default()
         }
     }
@@ -207,7 +273,7 @@ impl Event {
     /// Whether this event is about the object with this uid (or, for references without a
     /// uid, this kind, namespace and name).
     pub fn is_about(&self, object: &DynamicObject) -> bool {
-        let r = &self.regarding;
+        let r = &self.involved_object;
         if !r.uid.is_empty() && !object.uid().is_empty() {
             return r.uid == object.uid();
         }
@@ -218,13 +284,17 @@ impl Event {
 }
 
 impl Resource for Event {
-    const GROUP: &'static str = STEAD_GROUP;
-    const VERSION: &'static str = STEAD_VERSION;
+    const GROUP: &'static str = CORE_GROUP;
+    const VERSION: &'static str = CORE_VERSION;
     const KIND: &'static str = "Event";
     const PLURAL: &'static str = "events";
     const SINGULAR: &'static str = "event";
     const SHORT_NAMES: &'static [&'static str] = &["ev"];
     const SCOPE: Scope = Scope::Namespaced;
+
+    fn selectable_fields() -> &'static [&'static str] {
+        SELECTABLE_FIELDS
+    }
 
     fn metadata(&self) -> &ObjectMeta {
         &self.metadata
@@ -236,10 +306,16 @@ impl Resource for Event {
 
     fn printer_columns() -> Vec<PrinterColumn> {
         vec![
+            PrinterColumn::new("Last Seen", "date", ".lastTimestamp"),
             PrinterColumn::new("Type", "string", ".type"),
             PrinterColumn::new("Reason", "string", ".reason"),
-            PrinterColumn::new("Object", "string", ".regarding.name"),
-            PrinterColumn::new("Message", "string", ".note"),
+            PrinterColumn::new("Object", "string", ".involvedObject.name"),
+            PrinterColumn::new("Message", "string", ".message"),
+            PrinterColumn {
+                format: "name".into(),
+                priority: 1,
+                ..PrinterColumn::new("Name", "string", ".metadata.name")
+            },
         ]
     }
 }
@@ -271,12 +347,14 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&event).ok(),
             Some(json!({
-                "apiVersion": "stead.dev/v1", "kind": "Event",
+                "apiVersion": "v1", "kind": "Event",
                 "metadata": {"name": "web-0.17a", "namespace": "apps"},
-                "regarding": {"apiVersion": "stead.dev/v1", "kind": "Process", "namespace": "apps",
-                              "name": "web-0", "uid": "u-7", "resourceVersion": "12"},
-                "reason": "BackOff", "note": "restarting", "type": "Warning",
-                "eventTime": "1970-01-01T00:00:00Z"
+                "involvedObject": {"apiVersion": "stead.dev/v1", "kind": "Process",
+                                   "namespace": "apps", "name": "web-0", "uid": "u-7",
+                                   "resourceVersion": "12"},
+                "reason": "BackOff", "message": "restarting", "type": "Warning",
+                "firstTimestamp": "1970-01-01T00:00:00Z", "lastTimestamp": "1970-01-01T00:00:00Z",
+                "count": 1, "eventTime": "1970-01-01T00:00:00Z"
             }))
         );
         assert!(event.is_about(&process()));
@@ -300,7 +378,7 @@ mod tests {
             "same name, different uid: a recreated object"
         );
         reference.uid.clear();
-        event.regarding = reference;
+        event.involved_object = reference;
         assert!(event.is_about(&other));
         other.set_meta_str("name", "web-1");
         assert!(!event.is_about(&other));

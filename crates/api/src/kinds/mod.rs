@@ -3,17 +3,17 @@
 //! | kind         | apiVersion     | plural       | scope      | short | status subresource |
 //! |--------------|----------------|--------------|------------|-------|--------------------|
 //! | `Namespace`  | `v1` (core)    | namespaces   | Cluster    | ns    | yes                |
-//! | `Event`      | `stead.dev/v1` | events       | Namespaced | ev    | no                 |
+//! | `Event`      | `v1` (core)    | events       | Namespaced | ev    | no                 |
 //! | `Lease`      | `stead.dev/v1` | leases       | Namespaced |       | no                 |
 //! | `ProcessSet` | `stead.dev/v1` | processsets  | Namespaced | pset  | yes (and `/scale`) |
 //! | `Process`    | `stead.dev/v1` | processes    | Namespaced | proc  | yes                |
 //! | `ManagedFile`| `stead.dev/v1` | managedfiles | Cluster    | mf    | yes                |
 //!
-//! `Namespace` is in Kubernetes' core group (`""`, served at `/api/v1`, stored under
-//! `/registry/namespaces/`), as Kubernetes clients (`kubectl create namespace`, `-n`) expect
-//! it there. stead's own kinds are in `stead.dev` (`/apis/stead.dev/v1`,
-//! `/registry/stead.dev/...`); their shapes follow Kubernetes' (`Event` follows
-//! `events.k8s.io/v1`: `regarding`, `note`, `reason`, ...; `Lease` `coordination.k8s.io/v1`).
+//! `Namespace` and `Event` are in Kubernetes' core group (`""`, served at `/api/v1`, stored
+//! under `/registry/namespaces/` and `/registry/events/`), as Kubernetes clients
+//! (`kubectl create namespace`, `kubectl describe`) expect them there, in core/v1's shapes.
+//! stead's own kinds are in `stead.dev` (`/apis/stead.dev/v1`, `/registry/stead.dev/...`);
+//! `Lease` follows `coordination.k8s.io/v1`.
 //! `CustomResourceDefinition` (`apiextensions.k8s.io/v1`) is built in too, see
 //! [`crate::CustomResourceDefinition`].
 
@@ -23,7 +23,7 @@ mod managed_file;
 mod namespace;
 mod process_set;
 
-pub use event::{Event, EventSeries, EventType, ObjectReference};
+pub use event::{Event, EventSeries, EventSource, EventType, ObjectReference};
 pub use lease::{Lease, LeaseSpec};
 pub use managed_file::{ManagedFile, ManagedFileSpec, ManagedFileStatus};
 pub use namespace::{Namespace, NamespacePhase, NamespaceSpec, NamespaceStatus};

@@ -476,6 +476,7 @@ impl CustomResourceDefinition {
             source: KindSource::CustomResourceDefinition {
                 name: self.metadata.name.clone(),
             },
+            selectable_fields: Vec::new(),
         })
     }
 

@@ -225,6 +225,8 @@ pub struct Kind {
     pub versions: Vec<KindVersion>,
     /// Built-in or from a CRD.
     pub source: KindSource,
+    /// Fields selectable besides `metadata.name` and `metadata.namespace`.
+    pub selectable_fields: Vec<String>,
 }
 
 impl Kind {
@@ -331,6 +333,7 @@ mod tests {
             name_rule: NameRule::default(),
             versions: vec![version],
             source: KindSource::BuiltIn,
+            selectable_fields: Vec::new(),
         }
     }
 

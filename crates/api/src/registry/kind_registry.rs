@@ -126,6 +126,10 @@ impl KindRegistry {
             name_rule: R::NAME_RULE,
             versions: vec![version],
             source: KindSource::BuiltIn,
+            selectable_fields: R::selectable_fields()
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect(),
         })
     }
 
@@ -403,8 +407,8 @@ mod tests {
             Err(
                 "no matches for kind \"Gadget\" in version \"example.com/v1\"; known kinds: \
                  apiextensions.k8s.io/v1 CustomResourceDefinition, example.com/v1 Widget, \
-                 stead.dev/v1 Event, stead.dev/v1 Lease, stead.dev/v1 ManagedFile, \
-                 stead.dev/v1 Process, stead.dev/v1 ProcessSet, v1 Namespace"
+                 stead.dev/v1 Lease, stead.dev/v1 ManagedFile, stead.dev/v1 Process, \
+                 stead.dev/v1 ProcessSet, v1 Event, v1 Namespace"
                     .to_owned()
             )
         );

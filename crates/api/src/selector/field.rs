@@ -1,5 +1,6 @@
-//! Field selectors (`fieldSelector=` query parameter): `metadata.name` and
-//! `metadata.namespace` with `=`, `==` or `!=`, comma-separated, all of which must hold.
+//! Field selectors (`fieldSelector=` query parameter): `metadata.name`,
+//! `metadata.namespace` and the fields a kind declares selectable (e.g. an Event's
+//! `involvedObject.uid`), with `=`, `==` or `!=`, comma-separated, all of which must hold.
 //! Values may escape `\,`, `\=` and `\\` as in Kubernetes.
 
 use std::fmt;
@@ -19,10 +20,12 @@ pub enum FieldSelectorError {
         term: String,
     },
     /// The field cannot be selected on.
-    #[error("field label not supported: {field} (supported: metadata.name, metadata.namespace)")]
+    #[error("field label not supported: {field} (supported: {supported})")]
     UnsupportedField {
         /// The requested field.
         field: String,
+        /// The fields that are supported, comma-separated.
+        supported: String,
     },
     /// A value ends with a lone `\` or escapes another character.
     #[error("invalid field selector value {value:?}: {reason}")]
@@ -35,20 +38,40 @@ pub enum FieldSelectorError {
 }
 
 /// A selectable field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Field {
     /// `metadata.name`
     Name,
     /// `metadata.namespace`
     Namespace,
+    /// Another field the kind declares selectable, as a dotted path (`involvedObject.uid`).
+    Path(String),
 }
 
 impl Field {
     /// The field's selector name.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Field::Name => "metadata.name",
             Field::Namespace => "metadata.namespace",
+            Field::Path(path) => path,
+        }
+    }
+
+    /// The field's value in an object: strings as they are, numbers and booleans as text,
+    /// missing as empty (Kubernetes' field sets do the same).
+    fn value_in(&self, object: &DynamicObject) -> String {
+        match self {
+            Field::Name => object.name().to_owned(),
+            Field::Namespace => object.namespace().unwrap_or_default().to_owned(),
+            Field::Path(path) => {
+                let pointer = format!("/{}", path.replace('.', "/"));
+                match object.pointer(&pointer) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Null) | None => String::new(),
+                    Some(other) => other.to_string(),
+                }
+            }
         }
     }
 }
@@ -94,8 +117,13 @@ impl FieldSelector {
         &self.requirements
     }
 
-    /// Parses `field=value,field!=value,...`.
+    /// Parses `field=value,field!=value,...` over `metadata.name` and `metadata.namespace`.
     pub fn parse(input: &str) -> Result<Self, FieldSelectorError> {
+        Self::parse_for(input, &[])
+    }
+
+    /// Parses a selector that may also name the `selectable` fields of a kind.
+    pub fn parse_for(input: &str, selectable: &[String]) -> Result<Self, FieldSelectorError> {
         let mut requirements = Vec::new();
         for term in split_unescaped(input, ',') {
             let term = term.trim();
@@ -118,9 +146,13 @@ impl FieldSelector {
                 "metadata.name" => Field::Name,
                 "metadata.namespace" => Field::Namespace,
                 "" => return Err(syntax()),
+                other if selectable.iter().any(|f| f == other) => Field::Path(other.to_owned()),
                 other => {
+                    let mut supported = vec!["metadata.name", "metadata.namespace"];
+                    supported.extend(selectable.iter().map(String::as_str));
                     return Err(FieldSelectorError::UnsupportedField {
                         field: other.to_owned(),
+                        supported: supported.join(", "),
                     });
                 }
             };
@@ -133,12 +165,14 @@ impl FieldSelector {
         Ok(FieldSelector { requirements })
     }
 
-    /// Whether an object with this name and namespace is selected.
+    /// Whether an object with this name and namespace is selected (other fields count as
+    /// empty).
     pub fn matches(&self, name: &str, namespace: Option<&str>) -> bool {
         self.requirements.iter().all(|r| {
-            let actual = match r.field {
+            let actual = match &r.field {
                 Field::Name => name,
                 Field::Namespace => namespace.unwrap_or_default(),
+                Field::Path(_) => "",
             };
             (actual == r.value) != r.negated
         })
@@ -146,7 +180,9 @@ impl FieldSelector {
 
     /// Whether an object is selected.
     pub fn matches_object(&self, object: &DynamicObject) -> bool {
-        self.matches(object.name(), object.namespace())
+        self.requirements
+            .iter()
+            .all(|r| (r.field.value_in(object) == r.value) != r.negated)
     }
 
     /// The single name this selector requires (`metadata.name=x`), so a list or watch can be

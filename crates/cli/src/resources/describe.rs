@@ -38,7 +38,7 @@ pub(crate) async fn run(args: DescribeArgs) -> anyhow::Result<()> {
             list.items
                 .into_iter()
                 .filter(|e| {
-                    e.pointer("/regarding/uid").and_then(Value::as_str) == Some(object.uid())
+                    e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(object.uid())
                 })
                 .collect()
         }
@@ -124,10 +124,14 @@ fn describe_events(events: &[DynamicObject], now: Timestamp) -> String {
                     .unwrap_or("")
                     .to_owned()
             };
-            let at = [text("/eventTime"), text("/metadata/creationTimestamp")]
-                .iter()
-                .find_map(|t| t.parse::<Timestamp>().ok())
-                .unwrap_or(now);
+            let at = [
+                text("/lastTimestamp"),
+                text("/eventTime"),
+                text("/metadata/creationTimestamp"),
+            ]
+            .iter()
+            .find_map(|t| t.parse::<Timestamp>().ok())
+            .unwrap_or(now);
             let age = age(now.unix_seconds() - at.unix_seconds());
             let kind = match text("/type") {
                 t if t.is_empty() => "Normal".to_owned(),
@@ -139,8 +143,8 @@ fn describe_events(events: &[DynamicObject], now: Timestamp) -> String {
                     kind,
                     text("/reason"),
                     age,
-                    text("/reportingController"),
-                    text("/note"),
+                    text("/source/component"),
+                    text("/message"),
                 ],
             )
         })
@@ -189,10 +193,10 @@ mod tests {
         let now: Timestamp = "2026-01-01T00:10:00Z".parse().expect("time");
         let event = |reason: &str, at: &str| {
             DynamicObject::from_value(json!({
-                "apiVersion": "stead.dev/v1", "kind": "Event",
+                "apiVersion": "v1", "kind": "Event",
                 "metadata": {"name": reason, "creationTimestamp": at},
-                "reason": reason, "note": format!("{reason} happened"),
-                "reportingController": "processset-controller",
+                "reason": reason, "message": format!("{reason} happened"),
+                "source": {"component": "processset-controller"},
             }))
             .expect("object")
         };

@@ -1,7 +1,7 @@
-//! Events about objects (`stead.dev/v1` Event), for `describe` and the demo's live output.
+//! Events about objects (core `v1` Event), for `describe` and the demo's live output.
 
 use stead_api::kinds::{Event, EventType, ObjectReference};
-use stead_api::{DynamicObject, ObjectMeta, Resource, Timestamp};
+use stead_api::{DynamicObject, Resource, Timestamp};
 
 use crate::client::{ApiResource, Client};
 
@@ -24,34 +24,28 @@ pub async fn record<C: Client>(
     object: &DynamicObject,
     warning: bool,
     reason: &str,
-    note: String,
+    message: String,
 ) {
-    let namespace = object.namespace().unwrap_or("default").to_owned();
-    let suffix: u64 = rand_suffix();
-    let mut event = Event {
-        metadata: ObjectMeta::namespaced(&namespace, format!("{}.{suffix:x}", object.name())),
-        regarding: ObjectReference {
-            api_version: object.api_version().to_owned(),
-            kind: object.kind().to_owned(),
-            name: object.name().to_owned(),
-            namespace: object.namespace().unwrap_or_default().to_owned(),
-            uid: object.uid().to_owned(),
-            ..ObjectReference::default()
-        },
-        reason: reason.to_owned(),
-        note,
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        action: reason.to_owned(),
-        reporting_controller: controller.to_owned(),
-        reporting_instance: controller.to_owned(),
-        event_time: Some(Timestamp::from_system_time(std::time::SystemTime::now())),
-        ..Event::default()
+    let type_ = if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
     };
-    event.types = Event::type_meta();
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let suffix = format!("{:x}", rand_suffix());
+    let mut event = Event::about(
+        ObjectReference::to(object),
+        type_,
+        reason,
+        &message,
+        now,
+        &suffix,
+    );
+    let component = format!("stead.dev/{controller}");
+    event.source.component = component.clone();
+    event.reporting_component = component;
+    event.reporting_instance = controller.to_owned();
+    event.action = reason.to_owned();
     let object = match DynamicObject::from_resource(&event) {
         Ok(object) => object,
         Err(e) => {

@@ -33,10 +33,11 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    pub(crate) fn parse(query: &Query) -> Result<Filter, ApiError> {
+    /// The selectors of a request; `selectable` are the kind's extra selectable fields.
+    pub(crate) fn parse(query: &Query, selectable: &[String]) -> Result<Filter, ApiError> {
         let labels = Selector::parse(query.get("labelSelector"))
             .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
-        let fields = FieldSelector::parse(query.get("fieldSelector"))
+        let fields = FieldSelector::parse_for(query.get("fieldSelector"), selectable)
             .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?;
         Ok(Filter { labels, fields })
     }
@@ -102,7 +103,7 @@ pub(crate) async fn list(
     query: &Query,
     as_table: bool,
 ) -> Result<Response, ApiError> {
-    let filter = Filter::parse(query)?;
+    let filter = Filter::parse(query, &target.kind.selectable_fields)?;
     let limit = match query.get("limit") {
         "" => 0,
         text => text
@@ -207,7 +208,7 @@ mod tests {
         let query = Query::parse(Some(
             "labelSelector=app%3Dweb&fieldSelector=metadata.name%3Da",
         ));
-        let filter = Filter::parse(&query).expect("valid selectors");
+        let filter = Filter::parse(&query, &[]).expect("valid selectors");
         let object = |name: &str, app: &str| {
             DynamicObject::from_value(json!({"metadata": {"name": name, "labels": {"app": app}}}))
                 .unwrap_or_default()
@@ -215,6 +216,6 @@ mod tests {
         assert!(filter.matches(&object("a", "web")));
         assert!(!filter.matches(&object("b", "web")));
         assert!(!filter.matches(&object("a", "db")));
-        assert!(Filter::parse(&Query::parse(Some("fieldSelector=spec.x%3D1"))).is_err());
+        assert!(Filter::parse(&Query::parse(Some("fieldSelector=spec.x%3D1")), &[]).is_err());
     }
 }

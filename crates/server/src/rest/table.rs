@@ -34,6 +34,12 @@ pub(crate) fn wanted(headers: &HeaderMap) -> bool {
 
 /// The columns of a kind at the target's version.
 pub(crate) fn columns(target: &Target) -> Vec<PrinterColumn> {
+    let printer = &target.version.printer_columns;
+    // A kind that places the name itself (Events show it only with -o wide) gets no
+    // leading Name column.
+    if printer.iter().any(|c| c.json_path == ".metadata.name") {
+        return printer.clone();
+    }
     let mut name = PrinterColumn::new("Name", "string", ".metadata.name");
     name.format = "name".into();
     name.description = "Name must be unique within a namespace.".into();

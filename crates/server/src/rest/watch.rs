@@ -152,7 +152,7 @@ pub(crate) async fn watch(
     as_table: bool,
 ) -> Result<Response, ApiError> {
     let mut renderer = Renderer {
-        filter: Filter::parse(query)?,
+        filter: Filter::parse(query, &target.kind.selectable_fields)?,
         bookmarks: query.flag("allowWatchBookmarks"),
         kind: target.kind.names.kind.clone(),
         api_version: target.api_version(),
@@ -281,7 +281,7 @@ mod tests {
     fn renderer(selector: &str) -> Renderer {
         let query = Query::parse(Some(&format!("labelSelector={selector}")));
         Renderer {
-            filter: Filter::parse(&query).unwrap_or_else(|e| panic!("{}", e.message)),
+            filter: Filter::parse(&query, &[]).unwrap_or_else(|e| panic!("{}", e.message)),
             bookmarks: true,
             kind: "Widget".into(),
             api_version: "x.io/v1".into(),
