@@ -195,13 +195,16 @@ fn managed_files_are_restored_after_edits_and_removed_with_their_object() {
     });
 
     std::fs::write(&path, "tampered\n").expect("edit");
-    wait_until("an edit is reverted", Duration::from_secs(5), || {
+    wait_until("an edit is reverted", Duration::from_secs(10), || {
         read() == "hello\n"
     });
+    // File notifications repair at once, well before the 5 s safety-net poll.
     std::fs::remove_file(&path).expect("remove");
-    wait_until("a deleted file comes back", Duration::from_secs(5), || {
-        read() == "hello\n"
-    });
+    wait_until(
+        "a deleted file comes back",
+        Duration::from_millis(1500),
+        || read() == "hello\n",
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path)
         .expect("metadata")

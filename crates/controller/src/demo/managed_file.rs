@@ -1,21 +1,24 @@
 //! The `ManagedFile` controller: a file kept at the content and mode of its spec.
 //!
 //! ```text
-//!  file watcher (polls metadata every WATCH_EVERY) ── changed ──► reconcile the object
+//!  inotify on each file's directory ─┐
+//!  metadata poll every POLL_EVERY  ──┴─ changed ──► reconcile the object
 //!  reconcile: read the file ─► missing / other content / other mode? ─► write it back
 //!             (temporary file + rename), count the repair, record an Event
 //!  delete the object ─► finalizer removes the file
 //! ```
 //!
-//! The watcher looks at size, modification time, permissions and existence; a full content
-//! check in every reconcile (and one every RESYNC) catches what metadata does not show.
+//! Notifications make repairs immediate; the poll (size, modification time, permissions,
+//! existence) catches a missed notification, and a full content check in every reconcile
+//! (and one every RESYNC) catches what metadata does not show.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use notify::{RecursiveMode, Watcher};
 use serde_json::json;
 use stead_api::kinds::ManagedFile;
 use stead_api::{DynamicObject, Resource, Timestamp};
@@ -30,8 +33,10 @@ use crate::{Action, ObjectRef};
 /// The finalizer that removes the file.
 pub const FINALIZER: &str = "stead.dev/remove-file";
 const CONTROLLER: &str = "managedfile-controller";
-/// How often the watcher looks at the files.
-const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// How often the set of watched files follows the cached objects.
+const REFRESH_EVERY: Duration = Duration::from_millis(250);
+/// How often every file's metadata is compared, behind the notifications.
+const POLL_EVERY: Duration = Duration::from_secs(5);
 /// The safety net: every file is checked in full this often.
 const RESYNC: Duration = Duration::from_secs(30);
 
@@ -174,7 +179,7 @@ fn describe(what: &str) -> &'static str {
     }
 }
 
-/// What the watcher compares between looks.
+/// What the safety-net poll compares between looks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Fingerprint {
     Missing,
@@ -185,7 +190,7 @@ enum Fingerprint {
     },
 }
 
-fn fingerprint(path: &str) -> Fingerprint {
+fn fingerprint(path: &Path) -> Fingerprint {
     match std::fs::metadata(path) {
         Ok(meta) => Fingerprint::Present {
             len: meta.len(),
@@ -196,32 +201,78 @@ fn fingerprint(path: &str) -> Fingerprint {
     }
 }
 
-/// Watches the files of every cached `ManagedFile` and yields the keys whose file changed.
+/// Watches the files of every cached `ManagedFile` and yields the keys whose file changed:
+/// inotify (through `notify`) on each file's directory, and a poll of the files' metadata
+/// every POLL_EVERY in case a notification is missed (or the directory cannot be watched).
 pub fn watch_files(files: Store) -> mpsc::UnboundedReceiver<ObjectRef> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut seen: HashMap<ObjectRef, (String, Fingerprint)> = HashMap::new();
-        let mut tick = tokio::time::interval(WATCH_EVERY);
-        loop {
-            tick.tick().await;
-            let mut current = HashMap::new();
-            for object in files.state() {
-                let Some(path) = object.pointer("/spec/path").and_then(|p| p.as_str()) else {
-                    continue;
-                };
-                let key = ObjectRef::from_obj(&object);
-                let print = fingerprint(path);
-                // A key seen for the first time is looked at too: its file may have changed
-                // between the object's reconcile and this first look.
-                let changed = seen
-                    .get(&key)
-                    .is_none_or(|(old_path, old)| old_path != path || *old != print);
-                if changed && tx.send(key.clone()).is_err() {
-                    return;
-                }
-                current.insert(key, (path.to_owned(), print));
+    let (changed_tx, mut changed) = mpsc::unbounded_channel::<PathBuf>();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            for path in event.paths {
+                let _ = changed_tx.send(path);
             }
-            seen = current;
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(error = %e, "no file notifications; ManagedFiles are polled only");
+            None
+        }
+    };
+    tokio::spawn(async move {
+        let mut by_path: HashMap<PathBuf, ObjectRef> = HashMap::new();
+        let mut watched: HashSet<PathBuf> = HashSet::new();
+        let mut seen: HashMap<ObjectRef, (PathBuf, Fingerprint)> = HashMap::new();
+        let mut refresh = tokio::time::interval(REFRESH_EVERY);
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        loop {
+            tokio::select! {
+                Some(path) = changed.recv() => {
+                    if let Some(key) = by_path.get(&path)
+                        && tx.send(key.clone()).is_err()
+                    {
+                        return;
+                    }
+                }
+                _ = refresh.tick() => {
+                    by_path = files
+                        .state()
+                        .iter()
+                        .filter_map(|o| {
+                            let path = o.pointer("/spec/path")?.as_str()?;
+                            Some((PathBuf::from(path), ObjectRef::from_obj(o)))
+                        })
+                        .collect();
+                    if let Some(watcher) = watcher.as_mut() {
+                        for dir in by_path.keys().filter_map(|p| p.parent()) {
+                            if !watched.contains(dir)
+                                && dir.is_dir()
+                                && watcher.watch(dir, RecursiveMode::NonRecursive).is_ok()
+                            {
+                                watched.insert(dir.to_path_buf());
+                            }
+                        }
+                    }
+                }
+                _ = poll.tick() => {
+                    let mut current = HashMap::new();
+                    for (path, key) in &by_path {
+                        let print = fingerprint(path);
+                        // A key seen for the first time is looked at too: its file may have
+                        // changed between the object's reconcile and this first look.
+                        let changed = seen
+                            .get(key)
+                            .is_none_or(|(old_path, old)| old_path != path || *old != print);
+                        if changed && tx.send(key.clone()).is_err() {
+                            return;
+                        }
+                        current.insert(key.clone(), (path.clone(), print));
+                    }
+                    seen = current;
+                }
+            }
         }
     });
     rx
