@@ -86,11 +86,16 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    /// A server started with more `stead serve` flags.
+    fn start_with(extra: &[&str]) -> Cluster {
         require_tool_for(
             "kubectl",
             "The kubectl test runs stock kubectl v1.32: install it from https://dl.k8s.io.",
         );
-        let api = rest::start();
+        let api = rest::start_with(extra);
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         let out = Command::new(stead_bin())
@@ -603,4 +608,149 @@ fn kubectl_discovers_namespaces_api_resources_and_schemas() {
         k.ok(&["delete", "namespace", "team"], None),
         "namespace \"team\" deleted\n"
     );
+}
+
+/// Polls `kubectl get ... -o jsonpath=...` until it prints `want`.
+fn wait_for_jsonpath(
+    k: &Cluster,
+    args: &[&str],
+    want: &str,
+    within: std::time::Duration,
+) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let out = k.run(args, None, &[]);
+        let got = text(&out.stdout);
+        if got == want {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl {args:?} printed {got:?}, not {want:?}, within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_demo_runs_end_to_end_with_kubectl_alone() {
+    use std::time::Duration;
+    let k = Cluster::start_with(&["--controllers"]);
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo");
+    let applied = k.ok(&["apply", "-f", demo], None);
+    assert_eq!(
+        applied,
+        "managedfile.stead.dev/motd created\nprocessset.stead.dev/sleepers created\n\
+         processset.stead.dev/crasher created\n"
+    );
+    wait_for_jsonpath(
+        &k,
+        &[
+            "get",
+            "processset",
+            "sleepers",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "3",
+        Duration::from_secs(30),
+    );
+    let sets = words(&k.ok(&["get", "processsets"], None));
+    assert_eq!(sets[0], ["NAME", "DESIRED", "READY", "RESTARTS", "AGE"]);
+    let all = k.ok(&["get", "all"], None);
+    assert!(
+        all.contains("processset.stead.dev/sleepers")
+            && all.contains("process.stead.dev/sleepers-0")
+            && all.contains("managedfile.stead.dev/motd"),
+        "{all}"
+    );
+
+    // Drift: a killed process comes back with another pid.
+    let pid_of = |name: &str| {
+        k.ok(
+            &["get", "process", name, "-o", "jsonpath={.status.pid}"],
+            None,
+        )
+    };
+    let victim = pid_of("sleepers-0");
+    let status = Command::new("kill")
+        .args(["-9", &victim])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = pid_of("sleepers-0");
+        if !now.is_empty() && now != victim {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleepers-0 was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A crash-looping command: its back-off grows (1 s, then 2 s).
+    wait_for_jsonpath(
+        &k,
+        &[
+            "get",
+            "process",
+            "crasher-0",
+            "-o",
+            "jsonpath={.status.restarts}",
+        ],
+        "2",
+        Duration::from_secs(30),
+    );
+    let described = k.ok(&["describe", "process", "crasher-0"], None);
+    assert!(
+        described.contains("starting again in 1s") && described.contains("starting again in 2s"),
+        "{described}"
+    );
+
+    // Scale through the /scale subresource; describe shows the set's events.
+    assert_eq!(
+        k.ok(&["scale", "processset", "sleepers", "--replicas=1"], None),
+        "processset.stead.dev/sleepers scaled\n"
+    );
+    wait_for_jsonpath(
+        &k,
+        &[
+            "get",
+            "processset",
+            "sleepers",
+            "-o",
+            "jsonpath={.status.replicas}",
+        ],
+        "1",
+        Duration::from_secs(30),
+    );
+    let described = k.ok(&["describe", "processset", "sleepers"], None);
+    assert!(
+        described.contains("created process sleepers-2")
+            && described.contains("deleting process sleepers-2 (scaled down)"),
+        "{described}"
+    );
+
+    // Delete: kubectl waits for the finalizers; every process is stopped.
+    let pids: Vec<String> = ["sleepers-0", "crasher-0"]
+        .iter()
+        .map(|p| pid_of(p))
+        .collect();
+    let deleted = k.ok(&["delete", "-f", demo], None);
+    assert!(
+        deleted.contains("processset.stead.dev \"sleepers\" deleted"),
+        "{deleted}"
+    );
+    for pid in pids.iter().filter(|p| !p.is_empty()) {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "process {pid} outlived its ProcessSet"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/stead-demo/motd").exists());
 }

@@ -25,10 +25,17 @@ pub(crate) struct Api {
 }
 
 pub(crate) fn start() -> Api {
+    start_with(&[])
+}
+
+/// [`start`] with more `stead serve` flags.
+pub(crate) fn start_with(extra: &[&str]) -> Api {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let server = start_stead(&dir.path().join("data"), &["--listen-api-url", &url]);
+    let mut args = vec!["--listen-api-url", url.as_str()];
+    args.extend_from_slice(extra);
+    let server = start_stead(&dir.path().join("data"), &args);
     let endpoint = format!("127.0.0.1:{port}");
     wait_for(&endpoint);
     Api {
