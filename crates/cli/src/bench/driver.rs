@@ -1,0 +1,231 @@
+//! The closed-loop driver shared by every workload: clients, budget, rate, progress.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Budget {
+    Requests(u64),
+    Time(Duration),
+}
+
+/// How a run is driven.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Driver {
+    pub(crate) clients: usize,
+    pub(crate) budget: Budget,
+    /// Requests per second over all clients.
+    pub(crate) rate: Option<f64>,
+    pub(crate) progress: bool,
+}
+
+/// What a run measured.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Latency of every successful request, sorted.
+    pub(crate) latencies: Vec<Duration>,
+    pub(crate) errors: u64,
+    pub(crate) elapsed: Duration,
+}
+
+impl Outcome {
+    pub(crate) fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// p50, p90, p99, p99.9 in milliseconds.
+    pub(crate) fn percentiles_ms(&self) -> [f64; 4] {
+        [0.5, 0.9, 0.99, 0.999].map(|p| percentile(&self.latencies, p).as_secs_f64() * 1000.0)
+    }
+}
+
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+impl Driver {
+    /// Runs `op(client, seq)` from every client until the budget is spent; `op` takes the
+    /// client's state and hands it back with the result. `seq` numbers requests over all
+    /// clients, from 0.
+    pub(crate) async fn run<S, F, Fut, E>(&self, state: Vec<S>, op: F) -> Outcome
+    where
+        S: Send + 'static,
+        F: Fn(S, u64) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = (S, Result<(), E>)> + Send,
+    {
+        let issued = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let deadline = match self.budget {
+            Budget::Time(d) => Some(start + d),
+            Budget::Requests(_) => None,
+        };
+        let limit = match self.budget {
+            Budget::Requests(n) => n,
+            Budget::Time(_) => u64::MAX,
+        };
+        let progress = self.progress && std::io::stderr().is_terminal();
+        let reporter = progress.then(|| {
+            let (done, errors) = (done.clone(), errors.clone());
+            let budget = self.budget;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    let n = done.load(Ordering::Relaxed);
+                    let secs = start.elapsed().as_secs_f64().max(f64::EPSILON);
+                    let of = match budget {
+                        Budget::Requests(total) => format!("{n}/{total}"),
+                        Budget::Time(d) => format!("{n} in {:.0}/{:.0} s", secs, d.as_secs_f64()),
+                    };
+                    eprint!(
+                        "\r  {of}  {:.0} req/s  errors {}   ",
+                        n as f64 / secs,
+                        errors.load(Ordering::Relaxed)
+                    );
+                }
+            })
+        });
+        let mut tasks = Vec::new();
+        for client in state {
+            let (issued, done, errors, op) =
+                (issued.clone(), done.clone(), errors.clone(), op.clone());
+            let rate = self.rate;
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut client = Some(client);
+                loop {
+                    let seq = issued.fetch_add(1, Ordering::Relaxed);
+                    if seq >= limit || deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    if let Some(rate) = rate {
+                        // Request `seq` is due `seq / rate` seconds after the start.
+                        tokio::time::sleep_until(
+                            start + Duration::from_secs_f64(seq as f64 / rate),
+                        )
+                        .await;
+                    }
+                    let Some(state) = client.take() else { break };
+                    let t = Instant::now();
+                    let (state, result) = op(state, seq).await;
+                    client = Some(state);
+                    match result {
+                        Ok(()) => latencies.push(t.elapsed()),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                latencies
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            if let Ok(l) = task.await {
+                latencies.extend(l);
+            }
+        }
+        let elapsed = start.elapsed();
+        if let Some(reporter) = reporter {
+            reporter.abort();
+            eprintln!();
+        }
+        latencies.sort_unstable();
+        Outcome {
+            latencies,
+            errors: errors.load(Ordering::Relaxed),
+            elapsed,
+        }
+    }
+}
+
+/// How many events each watcher should expect, once the writers are done (`None` before).
+pub(crate) type Expected = tokio::sync::watch::Receiver<Option<usize>>;
+
+/// Collects delivery latencies from a watcher's `events` until it has `expected` of them
+/// (known once the writers finish) or the stream stays silent for `idle`. Returns the
+/// latencies and when the last one arrived.
+pub(crate) async fn collect<S>(
+    mut events: S,
+    mut expected: Expected,
+    idle: Duration,
+    mut latency_of: impl FnMut(S::Item) -> Vec<Duration>,
+) -> (Vec<Duration>, Instant)
+where
+    S: futures::Stream + Unpin,
+{
+    use futures::StreamExt;
+    let mut latencies = Vec::new();
+    let mut last = Instant::now();
+    loop {
+        if expected.borrow().is_some_and(|n| latencies.len() >= n) {
+            break;
+        }
+        tokio::select! {
+            item = tokio::time::timeout(idle, events.next()) => match item {
+                Ok(Some(item)) => {
+                    latencies.extend(latency_of(item));
+                    last = Instant::now();
+                }
+                _ => break,
+            },
+            changed = expected.changed() => if changed.is_err() { break },
+        }
+    }
+    (latencies, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_budget_is_spent_exactly_over_all_clients() {
+        let driver = Driver {
+            clients: 4,
+            budget: Budget::Requests(103),
+            rate: None,
+            progress: false,
+        };
+        let outcome = driver
+            .run(vec![(); 4], |(), seq| async move {
+                ((), if seq % 10 == 0 { Err(()) } else { Ok(()) })
+            })
+            .await;
+        assert_eq!(outcome.latencies.len() as u64 + outcome.errors, 103);
+        assert_eq!(outcome.errors, 11);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_spaces_requests_out() {
+        let driver = Driver {
+            clients: 8,
+            budget: Budget::Requests(50),
+            rate: Some(100.0),
+            progress: false,
+        };
+        let outcome = driver
+            .run(vec![(); 8], |(), _| async { ((), Ok::<(), ()>(())) })
+            .await;
+        // 50 requests at 100/s: the last is due after 0.49 s.
+        assert!(
+            outcome.elapsed >= Duration::from_millis(490),
+            "{:?}",
+            outcome.elapsed
+        );
+        assert_eq!(outcome.latencies.len(), 50);
+    }
+}
