@@ -3,10 +3,16 @@
 # generator (`stead bench`, which speaks the etcd v3 API) and the same durability (both fsync
 # every commit).
 #
-#   bench/compare.sh [single|cluster|footprint|both]     (default: both)
+#   bench/compare.sh [single|cluster|footprint|resources|both]     (default: both)
 #
+# `single`/`cluster`: every KV workload at 1, 16 and 256 clients against 1 or 3 members;
+# results go to bench/results/<members>.csv and bench/results/throughput.svg (a plot of
+# throughput against clients, made by bench/plot.py).
 # `footprint`: RSS and on-disk size after loading 100k (and, with FOOTPRINT_KEYS=1000000,
-# 1M) keys of 256 B, cold start time, and recovery time after kill -9.
+# 1M) keys of 256 B, cold start time, and recovery time after kill -9; the disk's fsync
+# latency beside a single client's put latency.
+# `resources`: stead's REST API alone (etcd has none): apply throughput, and the fan-out of
+# resource events to 1,000 watchers.
 #
 # Needs etcd 3.4 on PATH (Debian: apt-get install etcd-server); installs nothing itself.
 # Prints a table: workload, clients, stead req/s, etcd req/s, ratio.
@@ -43,10 +49,17 @@ start_cluster() { # kind n
 }
 stop_cluster() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
 
+workloads="put range range-serializable txn-put txn-mixed lease-keepalive"
+mkdir -p bench/results
+
+field() { # json name
+  sed -E "s/.*\"$2\":([0-9.]+).*/\1/" <<<"$1"
+}
+
 throughput() { # workload clients endpoints
   local total=$(( $2 == 1 ? 2000 : 20000 ))
-  "$stead" bench "$1" --endpoints "$3" --clients "$2" --conns $(( $2 < 8 ? $2 : 8 )) \
-    --total "$total" --key-space 10000 --json | sed -E 's/.*"throughput":([0-9.]+).*/\1/'
+  field "$("$stead" bench "$1" --endpoints "$3" --clients "$2" --conns $(( $2 < 8 ? $2 : 8 )) \
+    --total "$total" --key-space 10000 --no-progress --json)" throughput
 }
 
 run() { # n
@@ -54,18 +67,39 @@ run() { # n
   declare -A result
   for kind in stead etcd; do
     start_cluster "$kind" "$n"
-    for w in put range range-serializable txn-put; do
+    for w in $workloads; do
       for c in 1 16 256; do result[$kind,$w,$c]=$(throughput "$w" "$c" "$endpoints"); done
     done
     stop_cluster
   done
+  local csv="bench/results/$n.csv"
+  echo "members,workload,clients,stead,etcd" >"$csv"
   printf '\n%s member(s)\n%-20s %8s %12s %12s %7s\n' "$n" workload clients stead etcd ratio
-  for w in put range range-serializable txn-put; do
+  for w in $workloads; do
     for c in 1 16 256; do
+      echo "$n,$w,$c,${result[stead,$w,$c]},${result[etcd,$w,$c]}" >>"$csv"
       printf '%-20s %8s %12.0f %12.0f %7.2f\n' "$w" "$c" "${result[stead,$w,$c]}" "${result[etcd,$w,$c]}" \
         "$(awk -v a="${result[stead,$w,$c]}" -v b="${result[etcd,$w,$c]}" 'BEGIN { print (b > 0 ? a / b : 0) }')"
     done
   done
+  python3 bench/plot.py bench/results/*.csv >bench/results/throughput.svg && echo "plot: bench/results/throughput.svg"
+}
+
+resources() {
+  start_cluster stead 1
+  local api=http://127.0.0.1:26440 c out
+  printf '\nresources (stead REST API)\n%-28s %8s %12s %10s %10s\n' workload clients req/s p50_ms p99_ms
+  for c in 1 16 256; do
+    out=$("$stead" bench apply --api-server "$api" --clients "$c" --total $(( c == 1 ? 1000 : 10000 )) \
+      --key-space 1000 --no-progress --json)
+    printf '%-28s %8s %12.0f %10.2f %10.2f\n' apply "$c" "$(field "$out" throughput)" "$(field "$out" p50_ms)" "$(field "$out" p99_ms)"
+  done
+  out=$("$stead" bench resource-watch --api-server "$api" --watchers 1000 --clients 16 --total 1000 \
+    --key-space 100 --no-progress --json)
+  printf '%-28s %8s %12.0f %10.2f %10.2f   (events/s to 1000 watchers; %s of %s delivered)\n' \
+    "resource-watch x1000" 16 "$(field "$out" events_per_s)" "$(field "$out" p50_ms)" "$(field "$out" p99_ms)" \
+    "$(field "$out" delivered)" "$(field "$out" expected)"
+  stop_cluster
 }
 
 ready_ms() { # endpoint: milliseconds until a put succeeds
@@ -87,6 +121,13 @@ ready_ms() { # endpoint: milliseconds until a put succeeds
 
 footprint() {
   local keys=${FOOTPRINT_KEYS:-100000} kind
+  local disk; disk=$("$stead" bench fsync --data-dir "$work" --total 2000 --no-progress --json)
+  start_cluster stead 1
+  local put; put=$("$stead" bench put --endpoints 127.0.0.1:23790 --clients 1 --total 2000 --no-progress --json)
+  stop_cluster
+  printf '\ndisk fsync (4 KiB + fdatasync) p50 %.3f ms; stead 1-client put p50 %.3f ms (%.2fx)\n' \
+    "$(field "$disk" p50_ms)" "$(field "$put" p50_ms)" \
+    "$(awk -v a="$(field "$put" p50_ms)" -v b="$(field "$disk" p50_ms)" 'BEGIN { print a / b }')"
   printf '\nfootprint after %s keys of 256 B\n%-6s %10s %10s %12s %14s\n' "$keys" system rss_mb disk_mb cold_start_ms recovery_ms
   for kind in stead etcd; do
     local dir="$work/fp-$kind" ep=127.0.0.1:23790
@@ -116,6 +157,7 @@ case "$mode" in
   footprint) footprint ;;
   single) run 1 ;;
   cluster) run 3 ;;
-  both) run 1; run 3; footprint ;;
-  *) echo "usage: $0 [single|cluster|footprint|both]" >&2; exit 2 ;;
+  resources) resources ;;
+  both) run 1; run 3; footprint; resources ;;
+  *) echo "usage: $0 [single|cluster|footprint|resources|both]" >&2; exit 2 ;;
 esac
