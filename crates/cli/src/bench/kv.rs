@@ -263,17 +263,28 @@ async fn run_keepalive(args: &BenchArgs, channels: &[Channel]) -> anyhow::Result
             .context("granting a lease")?
             .into_inner()
             .id;
+        // A first keep-alive goes in before the call: a Go gRPC server (etcd) sends the
+        // response headers only with its first message, which the call waits for.
         let (requests, rx) = mpsc::channel(1);
+        requests
+            .send(pb::LeaseKeepAliveRequest { id })
+            .await
+            .context("queueing the first keep-alive")?;
         let responses = lease
             .lease_keep_alive(ReceiverStream::new(rx))
             .await
             .context("opening a keep-alive stream")?
             .into_inner();
-        clients.push(KeepAlive {
+        let mut stream = KeepAlive {
             id,
             requests,
             responses,
-        });
+        };
+        match stream.responses.next().await {
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("the first keep-alive got no answer: {other:?}"),
+        }
+        clients.push(stream);
     }
     let ids: Vec<i64> = clients.iter().map(|k| k.id).collect();
     let outcome = driver
