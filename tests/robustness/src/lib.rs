@@ -17,6 +17,7 @@ pub mod history;
 pub mod linearizability;
 pub mod model;
 pub mod nemesis;
+pub mod patch;
 pub mod proxy;
 pub mod run;
 pub mod traffic;

@@ -103,7 +103,14 @@ impl Nemesis {
         tokio::time::sleep(ms(&mut self.rng, 500, 1500)).await;
         while Instant::now() < deadline && !self.faults.is_empty() {
             let fault = self.faults[self.rng.random_range(0..self.faults.len())];
-            match self.inject(cluster, fault).await {
+            let began = Instant::now();
+            let result = self.inject(cluster, fault).await;
+            eprintln!(
+                "  nemesis: {fault:?} {} ({:.1}s)",
+                if result.is_ok() { "done" } else { "skipped" },
+                began.elapsed().as_secs_f64()
+            );
+            match result {
                 Ok(()) => {
                     *self
                         .report

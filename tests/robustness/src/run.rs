@@ -8,7 +8,7 @@
 //!                       └─► final state per member == event replay; HashKV equal
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ impl RunConfig {
             clients: 6,
             faults: true,
             pause: Duration::from_millis(20),
-            checker_budget: 50_000_000,
+            checker_budget: 5_000_000,
         }
     }
 }
@@ -146,6 +146,14 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
     .collect();
     let mut cluster = Cluster::start(bin, dir.path(), cfg.members, &extra).await?;
     let start = Instant::now();
+    let say = |what: &str| {
+        eprintln!(
+            "[{:>7.1}s] {}: {what}",
+            start.elapsed().as_secs_f64(),
+            cfg.name
+        );
+    };
+    say("cluster up, starting traffic and faults");
     let recorder = Recorder::new(start);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
@@ -197,6 +205,7 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     tokio::time::sleep(remaining).await;
 
+    say("stopping traffic");
     let _ = traffic_stop_tx.send(true);
     for c in clients {
         let _ = c.await;
@@ -206,13 +215,18 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
     report.anomalies.append(&mut nemesis.report.anomalies);
     let compacted = nemesis.report.compacted;
 
+    say("healing");
     cluster.heal()?;
     if let Err(e) = cluster.wait_healthy(Duration::from_secs(30)).await {
         report.anomalies.push(format!("after healing: {e:#}"));
     }
     let final_revision = stable_revision(&cluster).await;
+    let final_leases = final_leases(&cluster).await;
     report.final_revision = final_revision;
 
+    say(&format!(
+        "final revision {final_revision}; waiting for watchers"
+    ));
     // Watchers must get everything up to the final revision.
     let until = Instant::now() + Duration::from_secs(30);
     for (i, w) in watchers.iter().enumerate() {
@@ -233,6 +247,7 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
         let _ = t.await;
     }
 
+    say("checking");
     // Watch guarantees, per watcher and between watchers.
     let mut revs: Vec<Revisions> = Vec::new();
     for (i, w) in watchers.iter().enumerate() {
@@ -262,7 +277,10 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
         .filter(|o| matches!(o.outcome, Outcome::Unknown { .. }))
         .count();
     report.anomalies.extend(check_writes(&ops, &events));
-    patch(&mut ops, &events);
+    crate::patch::patch(&mut ops, &events, final_leases.as_ref());
+    // The checked history, for a closer look when a check fails (the directory is kept).
+    let text: String = ops.iter().map(|o| format!("{o}\n")).collect();
+    let _ = std::fs::write(dir.path().join("history.txt"), text);
     match linearizability::check(&ops, State::default(), cfg.checker_budget) {
         Verdict::Linearizable { steps } => report.checker_steps = steps,
         Verdict::Violation { excerpt } => report
@@ -273,6 +291,10 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
         )),
     }
 
+    say(&format!(
+        "linearizability checked ({} operations); checking members",
+        ops.len()
+    ));
     report.anomalies.extend(
         check_members(
             &cluster,
@@ -289,6 +311,20 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
         report.kept_dir = Some(dir.keep().display().to_string());
     }
     Ok(report)
+}
+
+/// The leases that exist at the end (None if no member answered).
+async fn final_leases(cluster: &Cluster) -> Option<std::collections::BTreeSet<i64>> {
+    for i in cluster.active() {
+        let ch = channel(&cluster.members[i].endpoint(), Some(Duration::from_secs(3)));
+        if let Ok(r) = pb::lease_client::LeaseClient::new(ch)
+            .lease_leases(pb::LeaseLeasesRequest {})
+            .await
+        {
+            return Some(r.into_inner().leases.iter().map(|l| l.id).collect());
+        }
+    }
+    None
 }
 
 /// The current revision, once it stopped moving (in-flight proposals may still commit).
@@ -384,50 +420,6 @@ fn check_writes(ops: &[Operation], events: &Revisions) -> Vec<String> {
     }
     anomalies.truncate(20);
     anomalies
-}
-
-/// Fills in what the event log knows about requests whose outcome was unknown: a write
-/// whose unique value appears was applied at that revision; one whose value never appears
-/// did not happen (the log is complete: checked) and leaves the history. Reads without an
-/// answer say nothing and leave too.
-fn patch(ops: &mut Vec<Operation>, events: &Revisions) {
-    let by_value: HashMap<&str, i64> = events
-        .iter()
-        .flat_map(|(rev, evs)| {
-            evs.iter()
-                .filter(|e| !e.delete)
-                .map(move |e| (e.kv.value.as_str(), *rev))
-        })
-        .collect();
-    let mut pinned: HashMap<usize, Option<i64>> = HashMap::new();
-    for (i, op) in ops.iter().enumerate() {
-        if let Outcome::Unknown { .. } = op.outcome
-            && let Some(v) = op.request.written_value()
-        {
-            pinned.insert(i, by_value.get(v).copied());
-        }
-    }
-    let mut i = 0;
-    ops.retain_mut(|op| {
-        let idx = i;
-        i += 1;
-        match &mut op.outcome {
-            Outcome::Unknown { applied_at, .. } => {
-                if op.request.is_read() {
-                    return false;
-                }
-                match pinned.get(&idx) {
-                    Some(Some(rev)) => {
-                        *applied_at = Some(*rev);
-                        true
-                    }
-                    Some(None) => false,
-                    None => true,
-                }
-            }
-            _ => true,
-        }
-    });
 }
 
 /// After healing: every member holds the replayed state, reads at past revisions return the

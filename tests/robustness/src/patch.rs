@@ -1,0 +1,281 @@
+//! Narrowing down requests whose outcome is unknown, before the linearizability search,
+//! with facts from the (checked, complete) event log and the end state — as etcd's
+//! robustness tests do. Each rule is sound: it removes only behaviours that the
+//! evidence excludes.
+//!
+//! - An unanswered read says nothing: it leaves the history.
+//! - A write of a unique value that appears in the log was applied at that revision
+//!   (pinned); one whose value never appears was not applied: it leaves the history.
+//! - An operation that made revision `r` took effect before any answer that reported a
+//!   revision `>= r` came back: that answer's time becomes its return time.
+//! - An unanswered delete of `k` either deleted `k` at a revision with a DELETE event of
+//!   `k` that no answered request explains, or changed nothing. With no such event after the
+//!   revision its client could have known when it called, it changed nothing: it leaves.
+//!   Otherwise it returned, if at all, before the last candidate revision was observed.
+//! - Lease ids are unique: an unanswered revoke of a lease that still exists at the end did
+//!   nothing; an unanswered grant of a lease that is gone at the end, and that nothing
+//!   revoked, did nothing. A grant took effect, if at all, before any answered request
+//!   used the lease.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::history::{Operation, Outcome, Request, Response, TxnWrite};
+use crate::watch::Revisions;
+
+fn response_revision(r: &Response) -> i64 {
+    match r {
+        Response::Get { revision, .. }
+        | Response::Range { revision, .. }
+        | Response::Put { revision, .. }
+        | Response::Delete { revision, .. }
+        | Response::Txn { revision, .. }
+        | Response::LeaseGrant { revision }
+        | Response::LeaseRevoke { revision } => *revision,
+    }
+}
+
+/// Answered operations by return time, with the highest revision reported so far.
+struct Observed {
+    rets: Vec<u64>,
+    max_rev: Vec<i64>,
+}
+
+impl Observed {
+    fn new(ops: &[Operation]) -> Observed {
+        let mut answered: Vec<(u64, i64)> = ops
+            .iter()
+            .filter_map(|o| match &o.outcome {
+                Outcome::Ok(r) => Some((o.ret, response_revision(r))),
+                _ => None,
+            })
+            .collect();
+        answered.sort_unstable();
+        let mut max = 0;
+        Observed {
+            rets: answered.iter().map(|a| a.0).collect(),
+            max_rev: answered
+                .iter()
+                .map(|a| {
+                    max = max.max(a.1);
+                    max
+                })
+                .collect(),
+        }
+    }
+
+    /// The earliest time an answer reported a revision `>= rev`.
+    fn first_at_least(&self, rev: i64) -> Option<u64> {
+        let i = self.max_rev.partition_point(|&m| m < rev);
+        self.rets.get(i).copied()
+    }
+
+    /// The highest revision answered strictly before `t`.
+    fn known_before(&self, t: u64) -> i64 {
+        let i = self.rets.partition_point(|&r| r < t);
+        if i == 0 { 1 } else { self.max_rev[i - 1] }
+    }
+}
+
+pub fn patch(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BTreeSet<i64>>) {
+    let observed = Observed::new(ops);
+    let by_value: HashMap<&str, i64> = events
+        .iter()
+        .flat_map(|(rev, evs)| {
+            evs.iter()
+                .filter(|e| !e.delete)
+                .map(move |e| (e.kv.value.as_str(), *rev))
+        })
+        .collect();
+    // DELETE events that answered requests explain.
+    let mut explained: HashSet<(i64, String)> = HashSet::new();
+    let mut revoked_revs: HashSet<i64> = HashSet::new();
+    let mut lease_used_at: HashMap<i64, u64> = HashMap::new();
+    let mut revoke_attempted: HashSet<i64> = HashSet::new();
+    for o in ops.iter() {
+        if let Request::LeaseRevoke { id } = o.request {
+            revoke_attempted.insert(id);
+        }
+        let Outcome::Ok(resp) = &o.outcome else {
+            continue;
+        };
+        match (&o.request, resp) {
+            (Request::Delete { key }, Response::Delete { revision, deleted }) if *deleted > 0 => {
+                explained.insert((*revision, key.clone()));
+            }
+            (
+                Request::Txn {
+                    key,
+                    write: TxnWrite::Delete,
+                    ..
+                },
+                Response::Txn {
+                    revision,
+                    succeeded: true,
+                    ..
+                },
+            ) => {
+                explained.insert((*revision, key.clone()));
+            }
+            (Request::LeaseRevoke { id }, Response::LeaseRevoke { revision }) => {
+                revoked_revs.insert(*revision);
+                let t = lease_used_at.entry(*id).or_insert(o.ret);
+                *t = (*t).min(o.ret);
+            }
+            (Request::Put { lease, .. }, _) if *lease != 0 => {
+                let t = lease_used_at.entry(*lease).or_insert(o.ret);
+                *t = (*t).min(o.ret);
+            }
+            _ => {}
+        }
+    }
+    let unexplained_deletes = |key: &str, after: i64| -> Vec<i64> {
+        events
+            .range(after + 1..)
+            .filter(|(rev, evs)| {
+                !revoked_revs.contains(rev)
+                    && evs.iter().any(|e| {
+                        e.delete
+                            && e.kv.key == key
+                            && !explained.contains(&(**rev, key.to_string()))
+                    })
+            })
+            .map(|(rev, _)| *rev)
+            .collect()
+    };
+    ops.retain_mut(|op| {
+        let Outcome::Unknown { applied_at, .. } = &mut op.outcome else {
+            return true;
+        };
+        if op.request.is_read() {
+            return false;
+        }
+        let bound = |rev: i64| observed.first_at_least(rev).map(|t| t.max(op.call));
+        if let Some(v) = op.request.written_value() {
+            let Some(&rev) = by_value.get(v) else {
+                return false;
+            };
+            *applied_at = Some(rev);
+            if let Some(t) = bound(rev) {
+                op.ret = t;
+            }
+            return true;
+        }
+        match &op.request {
+            Request::Delete { key }
+            | Request::Txn {
+                key,
+                write: TxnWrite::Delete,
+                ..
+            } => {
+                let candidates = unexplained_deletes(key, observed.known_before(op.call));
+                let Some(&last) = candidates.last() else {
+                    return false;
+                };
+                if let Some(t) = bound(last) {
+                    op.ret = t;
+                }
+                true
+            }
+            Request::LeaseRevoke { id } => final_leases.is_none_or(|l| !l.contains(id)),
+            Request::LeaseGrant { id } => {
+                let exists = final_leases.is_none_or(|l| l.contains(id));
+                if !exists && !revoke_attempted.contains(id) {
+                    return false;
+                }
+                if let Some(&t) = lease_used_at.get(id) {
+                    op.ret = t.max(op.call);
+                }
+                true
+            }
+            _ => true,
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Kv;
+    use crate::watch::Event;
+
+    fn kv(key: &str, value: &str, m: i64) -> Kv {
+        Kv {
+            key: key.into(),
+            value: value.into(),
+            create_revision: m,
+            mod_revision: m,
+            version: 1,
+            lease: 0,
+        }
+    }
+
+    fn op(call: u64, ret: u64, request: Request, outcome: Outcome) -> Operation {
+        Operation {
+            client: 0,
+            call,
+            ret,
+            request,
+            outcome,
+        }
+    }
+
+    fn unknown() -> Outcome {
+        Outcome::Unknown {
+            error: "timeout".into(),
+            applied_at: None,
+        }
+    }
+
+    #[test]
+    fn unknown_writes_are_pinned_bounded_or_dropped_by_the_event_log() {
+        let mut events = Revisions::new();
+        events.insert(
+            2,
+            vec![Event {
+                delete: false,
+                kv: kv("a", "seen", 2),
+                prev: None,
+            }],
+        );
+        let put = |v: &str| Request::Put {
+            key: "a".into(),
+            value: v.into(),
+            lease: 0,
+        };
+        let mut ops = vec![
+            op(0, Operation::NEVER, put("seen"), unknown()),
+            op(0, Operation::NEVER, put("lost"), unknown()),
+            op(
+                0,
+                Operation::NEVER,
+                Request::Get { key: "a".into() },
+                unknown(),
+            ),
+            op(
+                0,
+                Operation::NEVER,
+                Request::Delete { key: "a".into() },
+                unknown(),
+            ),
+            op(
+                5,
+                9,
+                Request::Get { key: "a".into() },
+                Outcome::Ok(Response::Get {
+                    revision: 2,
+                    kv: Some(kv("a", "seen", 2)),
+                }),
+            ),
+        ];
+        patch(&mut ops, &events, None);
+        assert_eq!(ops.len(), 2, "{ops:#?}");
+        assert_eq!(
+            ops[0].outcome,
+            Outcome::Unknown {
+                error: "timeout".into(),
+                applied_at: Some(2)
+            }
+        );
+        assert_eq!(ops[0].ret, 9, "bounded by the read that saw revision 2");
+    }
+}
