@@ -150,10 +150,17 @@ pub async fn run(bin: &Path, members: usize) -> anyhow::Result<DiskFullReport> {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     let _ = s;
                 }
-                Err(s) => bail!(
-                    "{}: writes still refused after compact + defrag + disarm: {s}",
-                    cluster.members[i].name
-                ),
+                Err(s) => {
+                    let status = maint.status(pb::StatusRequest {}).await?.into_inner();
+                    bail!(
+                        "{}: writes still refused after compact + defrag + disarm: {s} \
+                         (db size {}, in use {}, alarms {:?})",
+                        cluster.members[i].name,
+                        status.db_size,
+                        status.db_size_in_use,
+                        status.errors
+                    )
+                }
             }
         }
     }

@@ -386,18 +386,19 @@ fn check_writes(ops: &[Operation], events: &Revisions) -> Vec<String> {
             (Request::Delete { key }, Response::Delete { revision, deleted }) if *deleted > 0 => {
                 find(*revision, key, true).is_none()
             }
+            // A compare on mod_revision 0 that holds means the key is absent: nothing deleted.
             (
                 Request::Txn {
                     key,
+                    expected,
                     write: TxnWrite::Delete,
-                    ..
                 },
                 Response::Txn {
                     revision,
                     succeeded: true,
                     ..
                 },
-            ) => find(*revision, key, true).is_none(),
+            ) if *expected != 0 => find(*revision, key, true).is_none(),
             _ => false,
         };
         if lost {

@@ -147,11 +147,13 @@ impl Client {
                     value: self.value(),
                 },
             },
-            60..70 => Request::Txn {
+            // Kubernetes deletes what it has seen: a known resource version.
+            60..70 if self.known_rev(&key) != 0 => Request::Txn {
                 expected: self.known_rev(&key),
                 key,
                 write: TxnWrite::Delete,
             },
+            60..70 => Request::Get { key },
             70..80 => Request::Get { key },
             _ => Request::Range {
                 prefix: self.cfg.profile.prefix().to_string(),
