@@ -14,8 +14,11 @@
 //! so the cache stays small for long histories; a false cache hit needs a 128-bit collision.
 //!
 //! An operation with an unknown outcome has no return: it may take effect at any point after
-//! its call, or never. "Never" is a second choice next to "now" (unless the watch pinned it
-//! to a revision, in which case it must take effect, and at exactly that revision).
+//! its call, or never (unless the watch pinned it to a revision: then it must take effect,
+//! and at exactly that revision). "Never" is decided as late as possible: at the return time
+//! the event log bounds it by (see [`patch`](crate::patch)), or at the end of the history;
+//! until then the operation stays a candidate. Deciding it early would make the search
+//! backtrack over everything in between when the operation turns out to be needed later.
 //!
 //! The search is exponential in the worst case; a step budget turns a search that runs
 //! too long into [`Verdict::Inconclusive`], which the harness reports as a failure.
@@ -130,7 +133,8 @@ impl Entries {
 
 struct Frame {
     op: usize,
-    choice: u8,
+    /// Whether the operation vanished (never took effect) rather than took effect.
+    vanished: bool,
     before: State,
 }
 
@@ -167,7 +171,6 @@ pub fn check(ops: &[Operation], initial: State, budget: u64) -> Verdict {
     let mut stack: Vec<Frame> = Vec::new();
     let mut deepest = Stuck::default();
     let mut entry = entries.first();
-    let mut first_choice = 0u8;
     let mut steps = 0u64;
     loop {
         if entries.first() == NONE {
@@ -176,44 +179,59 @@ pub fn check(ops: &[Operation], initial: State, budget: u64) -> Verdict {
         if steps >= budget {
             return Verdict::Inconclusive { steps };
         }
-        let is_call = entry != NONE && entries.op[entry].1;
-        if is_call {
+        steps += 1;
+        if entry != NONE && entries.op[entry].1 {
+            // A pending call: try to let it take effect now.
             let i = entries.op[entry].0;
-            let choices = if may_vanish(&ops[i]) { 2 } else { 1 };
-            let mut advanced = false;
-            for choice in first_choice..choices {
-                steps += 1;
-                let next = if choice == 0 {
-                    state.step(&ops[i])
-                } else {
-                    Some(state.clone())
-                };
-                let Some(next) = next else { continue };
+            if let Some(next) = state.step(&ops[i]) {
+                // An operation that may never take effect and would change nothing now is
+                // left pending: vanishing later is the same, and placing it at every point
+                // would multiply the search.
+                let idle = may_vanish(&ops[i]) && next == state;
                 let nbits = (bits.0 ^ zobrist[i].0, bits.1 ^ zobrist[i].1);
-                if cache.insert((nbits.0, nbits.1, next.fingerprint())) {
+                if !idle && cache.insert((nbits.0, nbits.1, next.fingerprint())) {
                     let before = std::mem::replace(&mut state, next);
                     stack.push(Frame {
                         op: i,
-                        choice,
+                        vanished: false,
                         before,
                     });
                     bits = nbits;
                     entries.lift(i);
                     entry = entries.first();
-                    advanced = true;
-                    break;
+                    continue;
                 }
             }
-            first_choice = 0;
-            if !advanced {
-                entry = entries.next[entry];
+            entry = entries.next[entry];
+            continue;
+        }
+        if entry != NONE {
+            // The return of a pending call. One that may never take effect vanishes here,
+            // as late as possible, so that it stayed available until now.
+            let i = entries.op[entry].0;
+            if may_vanish(&ops[i]) {
+                let nbits = (bits.0 ^ zobrist[i].0, bits.1 ^ zobrist[i].1);
+                if cache.insert((nbits.0, nbits.1, state.fingerprint())) {
+                    stack.push(Frame {
+                        op: i,
+                        vanished: true,
+                        before: state.clone(),
+                    });
+                    bits = nbits;
+                    entries.lift(i);
+                    entry = entries.first();
+                    continue;
+                }
             }
-        } else {
-            if stack.len() >= deepest.depth {
-                deepest = Stuck::at(&entries, &stack, &state);
-            }
-            // A return of a pending call (or the end with only unknown calls left, all of
-            // which failed from here): undo the latest choice.
+        } else if pending_all_may_vanish(&entries, ops) {
+            // Only calls without a return are left, and none of them has to take effect.
+            return Verdict::Linearizable { steps };
+        }
+        // Stuck: undo choices until one leaves another candidate to try.
+        if stack.len() >= deepest.depth {
+            deepest = Stuck::at(&entries, &stack, &state);
+        }
+        loop {
             let Some(frame) = stack.pop() else {
                 return Verdict::Violation {
                     excerpt: deepest.excerpt(ops),
@@ -222,10 +240,24 @@ pub fn check(ops: &[Operation], initial: State, budget: u64) -> Verdict {
             entries.unlift(frame.op);
             bits = (bits.0 ^ zobrist[frame.op].0, bits.1 ^ zobrist[frame.op].1);
             state = frame.before;
-            entry = entries.call_of[frame.op];
-            first_choice = frame.choice + 1;
+            if !frame.vanished {
+                entry = entries.next[entries.call_of[frame.op]];
+                break;
+            }
         }
     }
+}
+
+fn pending_all_may_vanish(entries: &Entries, ops: &[Operation]) -> bool {
+    let mut e = entries.first();
+    while e != NONE {
+        let (i, is_call) = entries.op[e];
+        if !is_call || !may_vanish(&ops[i]) {
+            return false;
+        }
+        e = entries.next[e];
+    }
+    true
 }
 
 /// Where the deepest attempt got stuck: the last few operations it placed, the model
@@ -414,6 +446,41 @@ mod tests {
             op(0, 10, Operation::NEVER, put("a", "x"), unknown()),
         ];
         assert!(!check(&before_call, State::default(), BUDGET).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_delete_that_lands_long_after_its_call_is_found_without_blowing_up() {
+        // a exists; a delete of a times out; 2000 writes to b follow; then a read shows a
+        // gone, one revision after the last write to b.
+        let mut h = vec![
+            op(0, 0, 1, put("a", "x"), put_ok(2, None)),
+            op(
+                0,
+                2,
+                Operation::NEVER,
+                Request::Delete { key: "a".into() },
+                unknown(),
+            ),
+        ];
+        let mut prev = None;
+        for i in 0..2000u64 {
+            let rev = i as i64 + 3;
+            let v = format!("v{i}");
+            h.push(op(
+                1 + (i % 3) as usize,
+                10 + 3 * i,
+                11 + 3 * i,
+                put("b", &v),
+                put_ok(rev, prev.clone()),
+            ));
+            prev = Some(kv("b", &v, 3, rev, i as i64 + 1));
+        }
+        h.push(op(1, 10_000, 10_001, get("a"), get_ok(2003, None)));
+        let v = check(&h, State::default(), BUDGET);
+        assert!(v.is_ok(), "{v:?}");
+        // Without the delete's effect the read's revision cannot be explained.
+        h.remove(1);
+        assert!(!check(&h, State::default(), BUDGET).is_ok());
     }
 
     #[test]
