@@ -415,18 +415,52 @@ impl Cluster {
         Ok(i)
     }
 
-    /// Removes member `i` through `via` (MemberRemove), then stops it.
-    pub async fn remove_member(&mut self, i: usize, via: usize) -> anyhow::Result<()> {
+    /// Removes member `i` through `via` (MemberRemove), then stops it. Returns a note when
+    /// MemberRemove failed but the member was removed all the same.
+    pub async fn remove_member(&mut self, i: usize, via: usize) -> anyhow::Result<Option<String>> {
         let id = self.member_id(i).await?;
         let ch = channel(&self.members[via].endpoint(), Some(Duration::from_secs(10)));
-        pb::cluster_client::ClusterClient::new(ch)
+        let removed = pb::cluster_client::ClusterClient::new(ch)
             .member_remove(pb::MemberRemoveRequest { id })
-            .await
-            .with_context(|| format!("MemberRemove {} via {}", id, self.members[via].name))?;
+            .await;
+        let mut refused_but_done = None;
+        if let Err(e) = removed {
+            // An error need not mean that nothing happened: look at the member list.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.listed_by_others(i).await? {
+                bail!("MemberRemove {id} via {}: {e}", self.members[via].name);
+            }
+            refused_but_done = Some(format!(
+                "MemberRemove of {} via {} answered {:?} {:?}, yet the member was removed",
+                self.members[i].name,
+                self.members[via].name,
+                e.code(),
+                e.message()
+            ));
+        }
         self.members[i].removed = true;
         self.kill(i);
         self.update_endpoints();
-        Ok(())
+        Ok(refused_but_done)
+    }
+
+    /// Whether the other members' member list still holds member `i`.
+    async fn listed_by_others(&self, i: usize) -> anyhow::Result<bool> {
+        let url = self.members[i].peer_url();
+        for j in self.active().into_iter().filter(|&j| j != i) {
+            let ch = channel(&self.members[j].endpoint(), Some(Duration::from_secs(3)));
+            if let Ok(list) = pb::cluster_client::ClusterClient::new(ch)
+                .member_list(pb::MemberListRequest {})
+                .await
+            {
+                return Ok(list
+                    .into_inner()
+                    .members
+                    .iter()
+                    .any(|m| m.peer_ur_ls.contains(&url)));
+            }
+        }
+        bail!("no other member answered MemberList")
     }
 
     /// Everything back to normal: links healed, paused members resumed, dead ones restarted.

@@ -149,6 +149,8 @@ pub enum Outcome {
     /// The store refused the request and did not apply it ("etcdserver: requested lease not
     /// found"): the model must agree that it would refuse it.
     LeaseNotFound,
+    /// "etcdserver: lease already exists": a grant of a live lease id, refused.
+    LeaseExists,
     /// No answer: applied or not, at some time after the call. `applied_at` is filled in
     /// when the watch shows that it took effect, and at which revision.
     Unknown {
@@ -192,6 +194,7 @@ impl fmt::Display for Operation {
         match &self.outcome {
             Outcome::Ok(r) => write!(f, "{r:?}"),
             Outcome::LeaseNotFound => write!(f, "lease not found"),
+            Outcome::LeaseExists => write!(f, "lease already exists"),
             Outcome::Unknown { error, applied_at } => match applied_at {
                 Some(rev) => write!(f, "unknown ({error}), applied at revision {rev}"),
                 None => write!(f, "unknown ({error})"),

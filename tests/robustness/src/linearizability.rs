@@ -38,8 +38,10 @@ pub enum Verdict {
     Violation {
         excerpt: String,
     },
+    /// The budget ran out; `excerpt` shows where the deepest attempt got stuck so far.
     Inconclusive {
         steps: u64,
+        excerpt: String,
     },
 }
 
@@ -177,7 +179,10 @@ pub fn check(ops: &[Operation], initial: State, budget: u64) -> Verdict {
             return Verdict::Linearizable { steps };
         }
         if steps >= budget {
-            return Verdict::Inconclusive { steps };
+            return Verdict::Inconclusive {
+                steps,
+                excerpt: deepest.excerpt(ops),
+            };
         }
         steps += 1;
         if entry != NONE && entries.op[entry].1 {

@@ -44,6 +44,7 @@ enum Effect {
     Applied(State, Response),
     /// The store refuses the request without changing anything.
     LeaseNotFound,
+    LeaseExists,
 }
 
 impl State {
@@ -138,7 +139,9 @@ impl State {
                 }
             }
             Request::LeaseGrant { id } => {
-                next.leases.insert(*id);
+                if !next.leases.insert(*id) {
+                    return Effect::LeaseExists;
+                }
                 Response::LeaseGrant {
                     revision: self.revision,
                 }
@@ -178,7 +181,8 @@ impl State {
             (Outcome::Ok(observed), Effect::Applied(next, expected)) => {
                 (*observed == expected).then_some(next)
             }
-            (Outcome::LeaseNotFound, Effect::LeaseNotFound) => Some(self.clone()),
+            (Outcome::LeaseNotFound, Effect::LeaseNotFound)
+            | (Outcome::LeaseExists, Effect::LeaseExists) => Some(self.clone()),
             (Outcome::Unknown { applied_at, .. }, Effect::Applied(next, _)) => match applied_at {
                 // The watch saw it at this revision: only a point where it makes exactly that
                 // revision explains the history.

@@ -12,6 +12,12 @@
 //!   `k` that no answered request explains, or changed nothing. With no such event after the
 //!   revision its client could have known when it called, it changed nothing: it leaves.
 //!   Otherwise it returned, if at all, before the last candidate revision was observed.
+//! - A request that failed with "tcp connect error" was never sent: it leaves.
+//! - An unanswered grant or revoke of lease `L` took effect, if at all, before any later
+//!   grant or revoke of `L` got a definite answer (the client sends it again until one
+//!   does): a later grant answered "already exists" or a later revoke answered "not found"
+//!   came after it, and one answered OK means the first had not taken effect then, nor
+//!   could later (it would have been refused).
 //! - Lease ids are unique: an unanswered revoke of a lease that still exists at the end did
 //!   nothing; an unanswered grant of a lease that is gone at the end, and that nothing
 //!   revoked, did nothing. A grant took effect, if at all, before any answered request
@@ -91,9 +97,16 @@ pub fn patch(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<
     let mut revoked_revs: HashSet<i64> = HashSet::new();
     let mut lease_used_at: HashMap<i64, u64> = HashMap::new();
     let mut revoke_attempted: HashSet<i64> = HashSet::new();
+    // Definite answers to grants and revokes, per lease: (call, return).
+    let mut lease_answers: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
     for o in ops.iter() {
         if let Request::LeaseRevoke { id } = o.request {
             revoke_attempted.insert(id);
+        }
+        if let Request::LeaseGrant { id } | Request::LeaseRevoke { id } = o.request
+            && !matches!(o.outcome, Outcome::Unknown { .. })
+        {
+            lease_answers.entry(id).or_default().push((o.call, o.ret));
         }
         let Outcome::Ok(resp) = &o.outcome else {
             continue;
@@ -142,11 +155,16 @@ pub fn patch(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<
             .map(|(rev, _)| *rev)
             .collect()
     };
+    let answered_after = |id: i64, call: u64| {
+        lease_answers
+            .get(&id)
+            .and_then(|v| v.iter().filter(|a| a.0 > call).map(|a| a.1).min())
+    };
     ops.retain_mut(|op| {
-        let Outcome::Unknown { applied_at, .. } = &mut op.outcome else {
+        let Outcome::Unknown { applied_at, error } = &mut op.outcome else {
             return true;
         };
-        if op.request.is_read() {
+        if op.request.is_read() || error.contains("tcp connect error") {
             return false;
         }
         let bound = |rev: i64| observed.first_at_least(rev).map(|t| t.max(op.call));
@@ -176,14 +194,24 @@ pub fn patch(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<
                 }
                 true
             }
-            Request::LeaseRevoke { id } => final_leases.is_none_or(|l| !l.contains(id)),
+            Request::LeaseRevoke { id } => {
+                if final_leases.is_some_and(|l| l.contains(id)) {
+                    return false;
+                }
+                if let Some(t) = answered_after(*id, op.call) {
+                    op.ret = op.ret.min(t.max(op.call));
+                }
+                true
+            }
             Request::LeaseGrant { id } => {
                 let exists = final_leases.is_none_or(|l| l.contains(id));
                 if !exists && !revoke_attempted.contains(id) {
                     return false;
                 }
-                if let Some(&t) = lease_used_at.get(id) {
-                    op.ret = t.max(op.call);
+                let used = lease_used_at.get(id).copied();
+                let answered = answered_after(*id, op.call);
+                if let Some(t) = [used, answered].into_iter().flatten().min() {
+                    op.ret = op.ret.min(t.max(op.call));
                 }
                 true
             }

@@ -71,6 +71,7 @@ pub struct RunReport {
     pub faults: BTreeMap<String, u64>,
     pub skipped_faults: Vec<String>,
     pub anomalies: Vec<String>,
+    pub findings: Vec<String>,
     pub checker_steps: u64,
     pub kept_dir: Option<String>,
 }
@@ -97,6 +98,9 @@ impl RunReport {
         );
         for a in &self.anomalies {
             s.push_str(&format!("\n  ANOMALY: {a}"));
+        }
+        for f in &self.findings {
+            s.push_str(&format!("\n  FINDING: {f}"));
         }
         if !self.skipped_faults.is_empty() {
             s.push_str(&format!(
@@ -213,6 +217,7 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
     report.faults = std::mem::take(&mut nemesis.report.injected);
     report.skipped_faults = std::mem::take(&mut nemesis.report.skipped);
     report.anomalies.append(&mut nemesis.report.anomalies);
+    report.findings.append(&mut nemesis.report.findings);
     let compacted = nemesis.report.compacted;
 
     say("healing");
@@ -286,8 +291,9 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
         Verdict::Violation { excerpt } => report
             .anomalies
             .push(format!("history is not linearizable:\n{excerpt}")),
-        Verdict::Inconclusive { steps } => report.anomalies.push(format!(
-            "linearizability check gave up after {steps} steps (budget): not proven"
+        Verdict::Inconclusive { steps, excerpt } => report.anomalies.push(format!(
+            "linearizability check gave up after {steps} steps (budget): not proven; \
+             deepest point so far:\n{excerpt}"
         )),
     }
 

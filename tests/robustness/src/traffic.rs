@@ -392,10 +392,17 @@ pub async fn run(
         )
     };
     let (mut kv, mut lease) = connect(target);
+    // A lease grant or revoke without an answer is sent again (with the same id) until one
+    // gets a definite answer, as a client library would: that bounds when the first one
+    // could have taken effect.
+    let mut resend: Option<(Request, u32)> = None;
     while !*stop.borrow() {
-        let request = match profile {
-            Profile::Kv => c.next_kv(),
-            Profile::Kubernetes => c.next_kubernetes(),
+        let (request, attempt) = match resend.take() {
+            Some(again) => again,
+            None => match profile {
+                Profile::Kv => (c.next_kv(), 0),
+                Profile::Kubernetes => (c.next_kubernetes(), 0),
+            },
         };
         let call = recorder.now();
         let sent = tokio::time::timeout(
@@ -415,6 +422,12 @@ pub async fn run(
             {
                 (Outcome::LeaseNotFound, ret)
             }
+            Ok(Err(status))
+                if status.code() == tonic::Code::FailedPrecondition
+                    && status.message() == "etcdserver: lease already exists" =>
+            {
+                (Outcome::LeaseExists, ret)
+            }
             Ok(Err(status)) => (
                 Outcome::Unknown {
                     error: format!("{:?}: {}", status.code(), status.message()),
@@ -431,6 +444,15 @@ pub async fn run(
             ),
         };
         let failed = matches!(outcome, Outcome::Unknown { .. });
+        if failed
+            && attempt < 20
+            && matches!(
+                request,
+                Request::LeaseGrant { .. } | Request::LeaseRevoke { .. }
+            )
+        {
+            resend = Some((request.clone(), attempt + 1));
+        }
         recorder.record(Operation {
             client: id,
             call,
