@@ -18,6 +18,10 @@
 //!   does): a later grant answered "already exists" or a later revoke answered "not found"
 //!   came after it, and one answered OK means the first had not taken effect then, nor
 //!   could later (it would have been refused).
+//! - The unanswered copies of one resent grant or revoke (same client, back to back) act at
+//!   most once between the first call and the last possible return: after one takes
+//!   effect the others are refused. They become one operation, which keeps the search from
+//!   trying which copy it was.
 //! - Lease ids are unique: an unanswered revoke of a lease that still exists at the end did
 //!   nothing; an unanswered grant of a lease that is gone at the end, and that nothing
 //!   revoked, did nothing. A grant took effect, if at all, before any answered request
@@ -83,6 +87,39 @@ impl Observed {
 }
 
 pub fn patch(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BTreeSet<i64>>) {
+    narrow(ops, events, final_leases);
+    merge_resends(ops);
+}
+
+fn is_unknown(o: &Operation) -> bool {
+    matches!(o.outcome, Outcome::Unknown { .. })
+}
+
+/// Merges back-to-back unanswered copies of the same lease request of one client.
+fn merge_resends(ops: &mut Vec<Operation>) {
+    ops.sort_by_key(|o| (o.client, o.call));
+    let mut merged: Vec<Operation> = Vec::with_capacity(ops.len());
+    for op in ops.drain(..) {
+        if let Some(last) = merged.last_mut()
+            && last.client == op.client
+            && is_unknown(last)
+            && is_unknown(&op)
+            && last.request == op.request
+            && matches!(
+                op.request,
+                Request::LeaseGrant { .. } | Request::LeaseRevoke { .. }
+            )
+        {
+            last.ret = last.ret.max(op.ret);
+            continue;
+        }
+        merged.push(op);
+    }
+    merged.sort_by_key(|o| o.call);
+    *ops = merged;
+}
+
+fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BTreeSet<i64>>) {
     let observed = Observed::new(ops);
     let by_value: HashMap<&str, i64> = events
         .iter()
