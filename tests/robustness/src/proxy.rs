@@ -261,12 +261,8 @@ impl Link {
                     return;
                 }
                 Some(LinkFault::Delay(d)) => tokio::time::sleep(d).await,
-                Some(LinkFault::Drop(p)) => {
-                    if rand::rng().random_bool(p.clamp(0.0, 1.0)) {
-                        return;
-                    }
-                }
-                None => {}
+                Some(LinkFault::Drop(p)) if rand::rng().random_bool(p.clamp(0.0, 1.0)) => return,
+                Some(LinkFault::Drop(_)) | None => {}
             }
             if w.write_all(&buf[..n]).await.is_err() {
                 return;
