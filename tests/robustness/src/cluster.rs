@@ -1,5 +1,5 @@
 //! Real `stead serve` processes on 127.0.0.1: start, kill -9, pause, restart, add and
-//! remove members. Each member's peer traffic goes through its [`proxy`](crate::proxy).
+//! remove members. Each member's peer traffic goes through its [`proxy`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
