@@ -18,6 +18,9 @@
 //!   does): a later grant answered "already exists" or a later revoke answered "not found"
 //!   came after it, and one answered OK means the first had not taken effect then, nor
 //!   could later (it would have been refused).
+//! - An unanswered revoke (grant) of `L` followed by a revoke (grant) of `L` answered OK
+//!   never took effect: before that answer it would have made the later one fail, after it
+//!   it would itself have been refused. It leaves the history.
 //! - The unanswered copies of one resent grant or revoke (same client, back to back) act at
 //!   most once between the first call and the last possible return: after one takes
 //!   effect the others are refused. They become one operation, which keeps the search from
@@ -136,6 +139,8 @@ fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BT
     let mut revoke_attempted: HashSet<i64> = HashSet::new();
     // Definite answers to grants and revokes, per lease: (call, return).
     let mut lease_answers: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
+    // Calls of grants and revokes answered OK: (is revoke, lease) -> call times.
+    let mut lease_ok: HashMap<(bool, i64), Vec<u64>> = HashMap::new();
     for o in ops.iter() {
         if let Request::LeaseRevoke { id } = o.request {
             revoke_attempted.insert(id);
@@ -144,6 +149,10 @@ fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BT
             && !matches!(o.outcome, Outcome::Unknown { .. })
         {
             lease_answers.entry(id).or_default().push((o.call, o.ret));
+            if matches!(o.outcome, Outcome::Ok(_)) {
+                let revoke = matches!(o.request, Request::LeaseRevoke { .. });
+                lease_ok.entry((revoke, id)).or_default().push(o.call);
+            }
         }
         let Outcome::Ok(resp) = &o.outcome else {
             continue;
@@ -192,6 +201,11 @@ fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BT
             .map(|(rev, _)| *rev)
             .collect()
     };
+    let ok_after = |revoke: bool, id: i64, call: u64| {
+        lease_ok
+            .get(&(revoke, id))
+            .is_some_and(|calls| calls.iter().any(|&c| c > call))
+    };
     let answered_after = |id: i64, call: u64| {
         lease_answers
             .get(&id)
@@ -232,7 +246,7 @@ fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BT
                 true
             }
             Request::LeaseRevoke { id } => {
-                if final_leases.is_some_and(|l| l.contains(id)) {
+                if final_leases.is_some_and(|l| l.contains(id)) || ok_after(true, *id, op.call) {
                     return false;
                 }
                 if let Some(t) = answered_after(*id, op.call) {
@@ -242,7 +256,7 @@ fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BT
             }
             Request::LeaseGrant { id } => {
                 let exists = final_leases.is_none_or(|l| l.contains(id));
-                if !exists && !revoke_attempted.contains(id) {
+                if (!exists && !revoke_attempted.contains(id)) || ok_after(false, *id, op.call) {
                     return false;
                 }
                 let used = lease_used_at.get(id).copied();
@@ -289,6 +303,29 @@ mod tests {
             error: "timeout".into(),
             applied_at: None,
         }
+    }
+
+    #[test]
+    fn an_unknown_revoke_followed_by_a_successful_one_never_happened() {
+        let revoke = |id| Request::LeaseRevoke { id };
+        let mut ops = vec![
+            op(
+                0,
+                1,
+                Request::LeaseGrant { id: 7 },
+                Outcome::Ok(Response::LeaseGrant { revision: 1 }),
+            ),
+            op(2, Operation::NEVER, revoke(7), unknown()),
+            op(
+                50,
+                60,
+                revoke(7),
+                Outcome::Ok(Response::LeaseRevoke { revision: 1 }),
+            ),
+        ];
+        patch(&mut ops, &Revisions::new(), Some(&BTreeSet::new()));
+        assert_eq!(ops.len(), 2, "{ops:#?}");
+        assert!(ops.iter().all(|o| !is_unknown(o)));
     }
 
     #[test]
