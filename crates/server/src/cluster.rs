@@ -242,17 +242,26 @@ impl Member {
                     }
                 })
             },
-            move |_, mut client, _| {
+            move |member, mut client, _| {
                 let body = body.clone();
                 Box::pin(async move {
                     match forwarded(client.propose(Blob { data: body })).await {
-                        Ok(resp) => Attempt::Done(
-                            decode::<Result<CommandResponse, stead_store::CommandError>>(
-                                &resp.get_ref().data,
+                        Ok(resp) => {
+                            // Like etcd, answer only once this member has applied the entry
+                            // too: a serializable read here, or a defragmentation after a
+                            // compaction, must see it. The leader's read index taken now
+                            // covers the entry.
+                            if let Err(e) = member.barrier().await {
+                                return Attempt::Done(Err(e));
+                            }
+                            Attempt::Done(
+                                decode::<Result<CommandResponse, stead_store::CommandError>>(
+                                    &resp.get_ref().data,
+                                )
+                                .map_err(replication)
+                                .and_then(|r| r.map_err(Error::from)),
                             )
-                            .map_err(replication)
-                            .and_then(|r| r.map_err(Error::from)),
-                        ),
+                        }
                         // Anything but "not sent at all" leaves the outcome unknown.
                         Err(s) => remote_failure(s),
                     }

@@ -137,9 +137,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        // Not fsynced: losing it only means re-learning the commit index from the leader.
+        // Synced: a leader killed and restarted before the others elect a new one comes back
+        // as leader of the same term and re-learns the commit index from no one. Its read
+        // index is this commit index, so it must cover every entry acknowledged before the
+        // crash, or linearizable reads are served from older state (tests/robustness,
+        // `restarted_leader_read`).
         let bytes = encode(&committed)?;
-        self.write(Durability::None, move |txn| {
+        self.write(Durability::Immediate, move |txn| {
             let mut table = txn.open_table(STATE).map_err(io_err)?;
             table.insert(COMMITTED, bytes.as_slice()).map_err(io_err)?;
             Ok(())
