@@ -58,6 +58,18 @@ impl Drop for ControllerProc {
     }
 }
 
+/// Kills the test's processes (command line exactly `.0`) when the test ends, passed or
+/// failed, so a failing run leaves nothing behind.
+struct Reaper(String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-9", "-x", "-f", &self.0])
+            .status();
+    }
+}
+
 /// Pids of running processes whose command line is exactly `pattern`.
 fn pids_of(pattern: &str) -> Vec<u32> {
     let out = Command::new("pgrep")
@@ -111,6 +123,7 @@ fn process_sets_heal_killed_processes_scale_survive_a_controller_restart_and_lea
     // A command line no other test or program uses, so pgrep counts only ours.
     let seconds = format!("{}", 3000 + std::process::id() % 1000);
     let pattern = format!("sleep {seconds}");
+    let _reaper = Reaper(pattern.clone());
     let mut controller = ControllerProc::start(&api, "test-a");
     let set = json!({"apiVersion": "stead.dev/v1", "kind": "ProcessSet",
                      "metadata": {"name": "sleepers"},
@@ -269,6 +282,7 @@ fn controllers_ride_out_a_server_restart_without_losing_or_repeating_work() {
     let mut api = rest::start();
     let seconds = format!("{}", 5000 + std::process::id() % 1000);
     let pattern = format!("sleep {seconds}");
+    let _reaper = Reaper(pattern.clone());
     let _controller = ControllerProc::start(&api, "restart");
     assert_eq!(api.post(SETS, &sleepers(&seconds, 2)).status, 201);
     wait_for_replicas(&api, &pattern, 2, Duration::from_secs(20));
@@ -315,6 +329,7 @@ fn controllers_ride_out_a_store_leader_change() {
     rest::wait_for(&api.endpoint);
     let seconds = format!("{}", 6000 + std::process::id() % 1000);
     let pattern = format!("sleep {seconds}");
+    let _reaper = Reaper(pattern.clone());
     let _controller = ControllerProc::start(&api, "failover");
     assert_eq!(api.post(SETS, &sleepers(&seconds, 2)).status, 201);
     wait_for_replicas(&api, &pattern, 2, Duration::from_secs(30));
