@@ -293,8 +293,35 @@ async fn a_learner_is_added_promoted_and_another_member_removed_while_serving() 
     assert!(status.contains("\"isLearner\":true"), "{status}");
 
     let new_id = member_id_hex(&cluster.endpoint(0), &cluster.peer_url(i));
-    let out = ctl_retry(&cluster.endpoint(1), &["member", "promote", &new_id]);
-    assert!(out.contains("promoted"), "{out}");
+    // A promote that timed out on a loaded machine may still have taken effect; its retry is
+    // then refused as etcd refuses it ("can only promote a learner member"), and the member
+    // list must show the member as a voter.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = etcdctl(&cluster.endpoint(1), &["member", "promote", &new_id], None);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            assert!(stdout.contains("promoted"), "{stdout}");
+            break;
+        }
+        if stderr.contains("can only promote a learner member") {
+            let list = ctl_ok(&cluster.endpoint(1), &["member", "list", "-w", "json"]);
+            let members: serde_json::Value = serde_json::from_str(&list).expect("member list");
+            let learner = members["members"].as_array().and_then(|ms| {
+                ms.iter()
+                    .find(|m| format!("{:x}", m["ID"].as_u64().unwrap_or(0)) == new_id)
+                    .map(|m| m["isLearner"].as_bool().unwrap_or(false))
+            });
+            assert_eq!(learner, Some(false), "not promoted after all: {list}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member promote kept failing: {stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Remove member 2 (through member 1), then stop it.
     let gone = member_id_hex(&cluster.endpoint(0), &cluster.peer_url(2));
