@@ -54,7 +54,7 @@ impl RunConfig {
             clients: 6,
             faults: true,
             pause: Duration::from_millis(20),
-            checker_budget: 5_000_000,
+            checker_budget: 50_000_000,
         }
     }
 }
