@@ -667,3 +667,81 @@ async fn requests_at_a_follower_wait_for_a_new_leader_instead_of_failing_on_the_
         .await;
     assert!(write.is_ok(), "{write:?}");
 }
+
+/// A member change is two Raft entries (joint, then uniform). Changes that came in between
+/// (here: member updates, as a restarted member publishing its attributes makes) once made
+/// the first change answer "last membership log id mismatch" although it had taken effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_add_and_remove_answer_ok_while_other_member_changes_run() {
+    use pb::cluster_client::ClusterClient;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), 3);
+    let l = leader(&cluster, Duration::from_secs(20)).await;
+    let follower = (l + 1) % 3;
+
+    // Member updates to unchanged URLs, back to back, through the leader and a follower.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut updaters = Vec::new();
+    for via in [l, follower] {
+        let (stop, endpoint) = (stop.clone(), cluster.endpoint(via));
+        let ids: Vec<(u64, String)> = ClusterClient::new(channel(&endpoint).await)
+            .member_list(pb::MemberListRequest {})
+            .await
+            .expect("member list")
+            .into_inner()
+            .members
+            .into_iter()
+            .map(|m| (m.id, m.peer_ur_ls[0].clone()))
+            .collect();
+        updaters.push(tokio::spawn(async move {
+            let mut client = ClusterClient::new(channel(&endpoint).await);
+            let mut n = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                let (id, url) = ids[n % ids.len()].clone();
+                // Refusals while another change is in progress are fine; answers are not
+                // what this task checks.
+                let _ = client
+                    .member_update(pb::MemberUpdateRequest {
+                        id,
+                        peer_ur_ls: vec![url],
+                    })
+                    .await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            n
+        }));
+    }
+
+    // Voters that never start: adding one makes a joint configuration the three running
+    // members can commit; removing it makes another.
+    let mut client = ClusterClient::new(channel(&cluster.endpoint(follower)).await);
+    for round in 0..6 {
+        let url = format!("http://127.0.0.1:{}", 1 + round);
+        let added = client
+            .member_add(pb::MemberAddRequest {
+                peer_ur_ls: vec![url.clone()],
+                is_learner: false,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: MemberAdd {url}: {e:?}"))
+            .into_inner();
+        let id = added.member.expect("the added member").id;
+        client
+            .member_remove(pb::MemberRemoveRequest { id })
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: MemberRemove {id:x}: {e:?}"));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut updates = 0;
+    for u in updaters {
+        updates += u.await.expect("updater");
+    }
+    assert!(updates > 0, "no member update ran alongside");
+    let list = ClusterClient::new(channel(&cluster.endpoint(l)).await)
+        .member_list(pb::MemberListRequest {})
+        .await
+        .expect("member list")
+        .into_inner();
+    assert_eq!(list.members.len(), 3, "{list:?}");
+}

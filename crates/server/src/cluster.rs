@@ -79,6 +79,10 @@ pub struct Member {
     pub raft: Raft,
     pub shared: Arc<Shared>,
     pub channels: Channels,
+    /// Held by a membership change from its first step to its last: a change is a joint
+    /// entry and then a uniform one, and a second change proposed in between would make the
+    /// first one's last step fail its precondition although its effect went through.
+    pub changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A snapshot of what Raft reports, for Status and MemberList.
@@ -367,6 +371,7 @@ impl Member {
         use std::collections::BTreeSet;
 
         use openraft::ChangeMembers;
+        let _one_at_a_time = self.changes.lock().await;
         let status = self.status();
         let known = |id: &u64| status.members.contains_key(id);
         let is_learner = |id: &u64| status.learners.contains(id);

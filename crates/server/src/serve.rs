@@ -272,6 +272,7 @@ async fn start_member(
         raft: raft.clone(),
         shared: store.shared().clone(),
         channels,
+        changes: Arc::default(),
     };
     let peer = tonic::service::Routes::new(
         PeerServer::new(PeerService {

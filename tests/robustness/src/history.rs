@@ -9,8 +9,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 /// A key-value pair as the store reports it (`mvccpb.KeyValue`), with UTF-8 key and value.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Kv {
     pub key: String,
     pub value: String,
@@ -49,14 +51,14 @@ impl fmt::Display for Kv {
 }
 
 /// The write a transaction makes when its compare holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum TxnWrite {
     Put { value: String },
     Delete,
 }
 
 /// A request, as far as the model needs to know it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Linearizable Range of one key.
     Get {
@@ -110,7 +112,7 @@ impl Request {
 }
 
 /// A successful answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Response {
     Get {
         revision: i64,
@@ -143,7 +145,7 @@ pub enum Response {
 }
 
 /// How a request ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Ok(Response),
     /// The store refused the request and did not apply it ("etcdserver: requested lease not
@@ -160,7 +162,7 @@ pub enum Outcome {
 }
 
 /// One request of one client.
-#[derive(Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Operation {
     pub client: usize,
     /// Nanoseconds since the run started.

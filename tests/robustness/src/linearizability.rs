@@ -37,11 +37,14 @@ pub enum Verdict {
     /// No order explains the history. `excerpt` shows where the deepest attempt got stuck.
     Violation {
         excerpt: String,
+        /// The model's revision where the deepest attempt got stuck.
+        stuck_at: i64,
     },
     /// The budget ran out; `excerpt` shows where the deepest attempt got stuck so far.
     Inconclusive {
         steps: u64,
         excerpt: String,
+        stuck_at: i64,
     },
 }
 
@@ -182,6 +185,7 @@ pub fn check(ops: &[Operation], initial: State, budget: u64) -> Verdict {
             return Verdict::Inconclusive {
                 steps,
                 excerpt: deepest.excerpt(ops),
+                stuck_at: deepest.state.revision,
             };
         }
         steps += 1;
@@ -240,6 +244,7 @@ pub fn check(ops: &[Operation], initial: State, budget: u64) -> Verdict {
             let Some(frame) = stack.pop() else {
                 return Verdict::Violation {
                     excerpt: deepest.excerpt(ops),
+                    stuck_at: deepest.state.revision,
                 };
             };
             entries.unlift(frame.op);
@@ -401,7 +406,7 @@ mod tests {
             op(1, 11, 12, get("a"), get_ok(1, None)),
         ];
         let v = check(&h, State::default(), BUDGET);
-        let Verdict::Violation { excerpt } = v else {
+        let Verdict::Violation { excerpt, .. } = v else {
             panic!("stale read accepted: {v:?}");
         };
         assert!(excerpt.contains("Get"), "{excerpt}");

@@ -52,6 +52,12 @@ enum Cmd {
         #[arg(long, default_value = "3m", value_parser = parse_duration)]
         segment: Duration,
     },
+    /// Runs the linearizability check alone on a history a run kept (its history.json).
+    Check {
+        history: std::path::PathBuf,
+        #[arg(long, default_value_t = 50_000_000)]
+        budget: u64,
+    },
     /// The NOSPACE scenario on a cluster of --members.
     DiskFull {
         #[arg(long, default_value_t = 3)]
@@ -92,6 +98,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
+    if let Cmd::Check { history, budget } = &cli.command {
+        return check_history(history, *budget);
+    }
     let bin = stead_bin()?;
     println!("stead binary: {}", bin.display());
     match cli.command {
@@ -173,6 +182,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 bail!("{anomalies} anomalies during the soak (seed {seed})");
             }
         }
+        Cmd::Check { .. } => {}
         Cmd::DiskFull { members } => {
             let r = stead_robustness::diskfull::run(&bin, members).await?;
             println!(
@@ -183,4 +193,28 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn check_history(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
+    use stead_robustness::history::Operation;
+    use stead_robustness::linearizability::{Verdict, check};
+    use stead_robustness::model::State;
+    let text = std::fs::read(path)?;
+    let ops: Vec<Operation> = serde_json::from_slice(&text)?;
+    let start = Instant::now();
+    let verdict = check(&ops, State::default(), budget);
+    let elapsed = start.elapsed();
+    match verdict {
+        Verdict::Linearizable { steps } => {
+            println!(
+                "{} operations: linearizable ({steps} steps, {elapsed:?})",
+                ops.len()
+            );
+            Ok(())
+        }
+        Verdict::Violation { excerpt, .. } => bail!("not linearizable:\n{excerpt}"),
+        Verdict::Inconclusive { steps, excerpt, .. } => {
+            bail!("gave up after {steps} steps ({elapsed:?}):\n{excerpt}")
+        }
+    }
 }

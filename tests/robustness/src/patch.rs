@@ -134,7 +134,10 @@ fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BT
         .collect();
     // DELETE events that answered requests explain.
     let mut explained: HashSet<(i64, String)> = HashSet::new();
-    let mut revoked_revs: HashSet<i64> = HashSet::new();
+    // (revision, lease) of answered revokes: the DELETE events there of keys that lease
+    // held are theirs. Not every DELETE at such a revision: a revoke of a lease without
+    // keys makes no revision, and answers the revision another request made.
+    let mut revoked: HashSet<(i64, i64)> = HashSet::new();
     let mut lease_used_at: HashMap<i64, u64> = HashMap::new();
     let mut revoke_attempted: HashSet<i64> = HashSet::new();
     // Definite answers to grants and revokes, per lease: (call, return).
@@ -176,7 +179,7 @@ fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BT
                 explained.insert((*revision, key.clone()));
             }
             (Request::LeaseRevoke { id }, Response::LeaseRevoke { revision }) => {
-                revoked_revs.insert(*revision);
+                revoked.insert((*revision, *id));
                 let t = lease_used_at.entry(*id).or_insert(o.ret);
                 *t = (*t).min(o.ret);
             }
@@ -191,12 +194,16 @@ fn narrow(ops: &mut Vec<Operation>, events: &Revisions, final_leases: Option<&BT
         events
             .range(after + 1..)
             .filter(|(rev, evs)| {
-                !revoked_revs.contains(rev)
-                    && evs.iter().any(|e| {
-                        e.delete
-                            && e.kv.key == key
-                            && !explained.contains(&(**rev, key.to_string()))
-                    })
+                evs.iter().any(|e| {
+                    let by_revoke = e
+                        .prev
+                        .as_ref()
+                        .is_some_and(|p| p.lease != 0 && revoked.contains(&(**rev, p.lease)));
+                    e.delete
+                        && e.kv.key == key
+                        && !by_revoke
+                        && !explained.contains(&(**rev, key.to_string()))
+                })
             })
             .map(|(rev, _)| *rev)
             .collect()
@@ -379,5 +386,109 @@ mod tests {
             }
         );
         assert_eq!(ops[0].ret, 9, "bounded by the read that saw revision 2");
+    }
+
+    /// Found by the short profile (seed 7): an answered revoke of a lease that held no keys
+    /// answered the revision an unanswered delete had just made; taking every DELETE at a
+    /// revoke's revision for the revoke's made the delete look like it did nothing, and the
+    /// history then looked like a key vanished without cause.
+    #[test]
+    fn a_delete_at_a_revoke_revision_is_the_revokes_only_if_the_key_held_that_lease() {
+        let mut events = Revisions::new();
+        events.insert(
+            2,
+            vec![Event {
+                delete: false,
+                kv: kv("a", "x", 2),
+                prev: None,
+            }],
+        );
+        events.insert(
+            3,
+            vec![Event {
+                delete: true,
+                kv: Kv {
+                    mod_revision: 3,
+                    ..kv("a", "", 0)
+                },
+                prev: Some(kv("a", "x", 2)),
+            }],
+        );
+        let ops = || {
+            vec![
+                op(
+                    0,
+                    1,
+                    Request::LeaseGrant { id: 7 },
+                    Outcome::Ok(Response::LeaseGrant { revision: 1 }),
+                ),
+                op(
+                    2,
+                    3,
+                    Request::Put {
+                        key: "a".into(),
+                        value: "x".into(),
+                        lease: 0,
+                    },
+                    Outcome::Ok(Response::Put {
+                        revision: 2,
+                        prev: None,
+                    }),
+                ),
+                op(
+                    4,
+                    Operation::NEVER,
+                    Request::Delete { key: "a".into() },
+                    unknown(),
+                ),
+                op(
+                    5,
+                    8,
+                    Request::LeaseRevoke { id: 7 },
+                    Outcome::Ok(Response::LeaseRevoke { revision: 3 }),
+                ),
+                op(
+                    9,
+                    10,
+                    Request::Get { key: "a".into() },
+                    Outcome::Ok(Response::Get {
+                        revision: 3,
+                        kv: None,
+                    }),
+                ),
+            ]
+        };
+        let mut patched = ops();
+        patch(&mut patched, &events, Some(&BTreeSet::new()));
+        assert!(
+            patched
+                .iter()
+                .any(|o| matches!(o.request, Request::Delete { .. })),
+            "the delete that made revision 3 was dropped: {patched:#?}"
+        );
+        let verdict =
+            crate::linearizability::check(&patched, crate::model::State::default(), 1_000_000);
+        assert!(verdict.is_ok(), "{verdict:?}");
+
+        // Had the key held lease 7, the revoke would explain the DELETE and the delete,
+        // with no other candidate, did nothing.
+        let mut leased = events.clone();
+        for e in leased.values_mut().flatten() {
+            e.kv.lease = if e.delete { 0 } else { 7 };
+            if let Some(p) = &mut e.prev {
+                p.lease = 7;
+            }
+        }
+        let mut patched = ops();
+        if let Request::Put { lease, .. } = &mut patched[1].request {
+            *lease = 7;
+        }
+        patch(&mut patched, &leased, Some(&BTreeSet::new()));
+        assert!(
+            !patched
+                .iter()
+                .any(|o| matches!(o.request, Request::Delete { .. })),
+            "{patched:#?}"
+        );
     }
 }

@@ -84,7 +84,7 @@ impl RunReport {
     pub fn summary(&self) -> String {
         let mut s = format!(
             "{} (seed {}): {} operations ({} ok, {} unknown), {} watch events, final revision {}, \
-             {} faults {:?}, {} anomalies",
+             {} faults {:?}, {} checker steps, {} anomalies",
             self.name,
             self.seed,
             self.operations,
@@ -94,6 +94,7 @@ impl RunReport {
             self.final_revision,
             self.faults_injected(),
             self.faults,
+            self.checker_steps,
             self.anomalies.len()
         );
         for a in &self.anomalies {
@@ -284,16 +285,26 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
     report.anomalies.extend(check_writes(&ops, &events));
     crate::patch::patch(&mut ops, &events, final_leases.as_ref());
     // The checked history, for a closer look when a check fails (the directory is kept).
+    // history.json replays the check alone: `stead-robustness check DIR/history.json`.
     let text: String = ops.iter().map(|o| format!("{o}\n")).collect();
     let _ = std::fs::write(dir.path().join("history.txt"), text);
+    if let Ok(json) = serde_json::to_vec(&ops) {
+        let _ = std::fs::write(dir.path().join("history.json"), json);
+    }
     match linearizability::check(&ops, State::default(), cfg.checker_budget) {
         Verdict::Linearizable { steps } => report.checker_steps = steps,
-        Verdict::Violation { excerpt } => report
-            .anomalies
-            .push(format!("history is not linearizable:\n{excerpt}")),
-        Verdict::Inconclusive { steps, excerpt } => report.anomalies.push(format!(
+        Verdict::Violation { excerpt, stuck_at } => report.anomalies.push(format!(
+            "history is not linearizable:\n{excerpt}{}",
+            events_after(&events, stuck_at)
+        )),
+        Verdict::Inconclusive {
+            steps,
+            excerpt,
+            stuck_at,
+        } => report.anomalies.push(format!(
             "linearizability check gave up after {steps} steps (budget): not proven; \
-             deepest point so far:\n{excerpt}"
+             deepest point so far:\n{excerpt}{}",
+            events_after(&events, stuck_at)
         )),
     }
 
@@ -317,6 +328,22 @@ pub async fn run(bin: &Path, cfg: &RunConfig) -> anyhow::Result<RunReport> {
         report.kept_dir = Some(dir.keep().display().to_string());
     }
     Ok(report)
+}
+
+/// The watch's events of the few revisions after `revision`, for a failure report.
+fn events_after(events: &Revisions, revision: i64) -> String {
+    let mut out = String::from("the watch's events after that revision:\n");
+    for (rev, evs) in events.range(revision + 1..).take(3) {
+        for e in evs {
+            let what = if e.delete { "DELETE" } else { "PUT" };
+            out.push_str(&format!("  rev {rev} {what} {}", e.kv));
+            if let Some(p) = &e.prev {
+                out.push_str(&format!(" (prev {p})"));
+            }
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The leases that exist at the end (None if no member answered).
