@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
-use stead_store::raft::{LogId, NodeInfo, Raft, Reply, decode, encode};
+use stead_store::raft::{LogId, NodeInfo, Raft, Reply, TypeConfig, decode, encode};
 use stead_store::{Command, CommandResponse, Error, ProposeFuture, Proposer, Shared};
 use tonic::Status;
 
@@ -83,6 +83,8 @@ pub struct Member {
     /// entry and then a uniform one, and a second change proposed in between would make the
     /// first one's last step fail its precondition although its effect went through.
     pub changes: Arc<tokio::sync::Mutex<()>>,
+    /// The last log index when this process started; see [`Member::read_linearizer`].
+    pub read_floor: u64,
 }
 
 /// A snapshot of what Raft reports, for Status and MemberList.
@@ -153,6 +155,16 @@ fn remote_failure<T>(s: Status) -> Attempt<T> {
         Attempt::Done(Err(replication(s.message())))
     }
 }
+
+enum ReadIndexError {
+    /// This member does not lead (any more): ask the leader.
+    NotLeader,
+    Failed(String),
+}
+
+/// The leader's answer to a forwarded proposal: the log index of its entry, and what
+/// applying it gave.
+type Proposed = (u64, Result<CommandResponse, stead_store::CommandError>);
 
 fn reply_to_result(reply: Reply) -> stead_store::Result<CommandResponse> {
     match reply {
@@ -251,20 +263,25 @@ impl Member {
                 Box::pin(async move {
                     match forwarded(client.propose(Blob { data: body })).await {
                         Ok(resp) => {
+                            let (index, result) = match decode::<Proposed>(&resp.get_ref().data) {
+                                Ok(p) => p,
+                                Err(e) => return Attempt::Done(Err(replication(e))),
+                            };
                             // Like etcd, answer only once this member has applied the entry
                             // too: a serializable read here, or a defragmentation after a
-                            // compaction, must see it. The leader's read index taken now
-                            // covers the entry.
-                            if let Err(e) = member.barrier().await {
-                                return Attempt::Done(Err(e));
+                            // compaction, must see it. What is applied is committed, so the
+                            // entry at that index here is the leader's.
+                            if let Err(e) = member
+                                .raft
+                                .wait(Some(LEADER_WAIT))
+                                .applied_index_at_least(Some(index), "a forwarded write")
+                                .await
+                            {
+                                return Attempt::Done(Err(replication(format!(
+                                    "committed at index {index}, not applied here in time: {e}"
+                                ))));
                             }
-                            Attempt::Done(
-                                decode::<Result<CommandResponse, stead_store::CommandError>>(
-                                    &resp.get_ref().data,
-                                )
-                                .map_err(replication)
-                                .and_then(|r| r.map_err(Error::from)),
-                            )
+                            Attempt::Done(result.map_err(Error::from))
                         }
                         // Anything but "not sent at all" leaves the outcome unknown.
                         Err(s) => remote_failure(s),
@@ -275,14 +292,50 @@ impl Member {
         .await
     }
 
+    /// The leader's read index, as openraft gives it but never below [`Member::read_floor`].
+    ///
+    /// openraft lets a leader killed and restarted before anyone else was elected resume its
+    /// term, and its read index is then its saved commit index or the first entry of its
+    /// term. Entries it appended later may have been committed and acknowledged before the
+    /// crash, and the commit index is saved without a sync (as etcd does: Raft re-learns it),
+    /// so a read must also wait for the log this process started with: its own entries of
+    /// the current term, committed as soon as a quorum acknowledges them.
+    async fn read_linearizer(&self) -> Result<Linearizer<TypeConfig>, ReadIndexError> {
+        let get = || async {
+            self.raft
+                .get_read_linearizer(ReadPolicy::ReadIndex)
+                .await
+                .map_err(|e| {
+                    if e.forward_to_leader().is_some() {
+                        ReadIndexError::NotLeader
+                    } else {
+                        ReadIndexError::Failed(e.to_string())
+                    }
+                })
+        };
+        let linearizer = get().await?;
+        if linearizer.read_log_id().log_id().index >= self.read_floor {
+            return Ok(linearizer);
+        }
+        self.raft
+            .wait(Some(LEADER_WAIT))
+            .applied_index_at_least(Some(self.read_floor), "the log at start-up")
+            .await
+            .map_err(|e| ReadIndexError::Failed(e.to_string()))?;
+        get().await
+    }
+
     async fn barrier(&self) -> stead_store::Result<()> {
         self.at_leader(
             |member| {
                 Box::pin(async move {
-                    match member.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                        Ok(_) => Attempt::Done(Ok(())),
-                        Err(e) if e.forward_to_leader().is_some() => Attempt::Retry,
-                        Err(e) => Attempt::Done(Err(replication(e))),
+                    match member.read_linearizer().await {
+                        Ok(l) => Attempt::Done(match l.await_ready(&member.raft).await {
+                            Ok(_) => Ok(()),
+                            Err(e) => Err(replication(e)),
+                        }),
+                        Err(ReadIndexError::NotLeader) => Attempt::Retry,
+                        Err(ReadIndexError::Failed(e)) => Attempt::Done(Err(replication(e))),
                     }
                 })
             },
@@ -586,12 +639,14 @@ impl LeaderService for Member {
             let cmd: Command = decode(&cmd.data).map_err(internal)?;
             match member.raft.client_write(cmd).await {
                 Ok(resp) => {
+                    let index = resp.log_id.index;
                     let result = match reply_to_result(resp.data) {
                         Ok(r) => Ok(r),
                         Err(e) => Err(e.to_command_error().ok_or_else(|| internal(&e))?),
                     };
+                    let proposed: Proposed = (index, result);
                     Ok(Blob {
-                        data: encode(&result).map_err(internal)?,
+                        data: encode(&proposed).map_err(internal)?,
                     })
                 }
                 Err(e) if not_appended(&e) => Err(not_leader()),
@@ -605,12 +660,12 @@ impl LeaderService for Member {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Blob, Status>> + Send>> {
         let member = self.clone();
         Box::pin(async move {
-            match member.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            match member.read_linearizer().await {
                 Ok(l) => Ok(Blob {
                     data: encode(l.read_log_id().log_id()).map_err(internal)?,
                 }),
-                Err(e) if e.forward_to_leader().is_some() => Err(not_leader()),
-                Err(e) => Err(Status::unavailable(e.to_string())),
+                Err(ReadIndexError::NotLeader) => Err(not_leader()),
+                Err(ReadIndexError::Failed(e)) => Err(Status::unavailable(e)),
             }
         })
     }

@@ -264,6 +264,12 @@ async fn start_member(
         local: id,
         channels: channels.clone(),
     };
+    let mut log = log;
+    let read_floor = openraft::storage::RaftLogStorage::get_log_state(&mut log)
+        .await
+        .map_err(|e| raft_err(&e))?
+        .last_log_id
+        .map_or(0, |l| l.index);
     let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
         .await
         .map_err(|e| raft_err(&e))?;
@@ -273,6 +279,7 @@ async fn start_member(
         shared: store.shared().clone(),
         channels,
         changes: Arc::default(),
+        read_floor,
     };
     let peer = tonic::service::Routes::new(
         PeerServer::new(PeerService {

@@ -600,6 +600,53 @@ async fn progress_notify_watchers_get_periodic_bookmarks_when_idle() {
     }
 }
 
+/// Found by the robustness soak: a client resuming its watch on a member that lags behind
+/// the one it watched before asks for a revision this member does not have yet. Such a
+/// watcher is not synced, and a bookmark at this member's older revision would tell the
+/// client it is behind the events it already has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_ahead_of_the_store_gets_no_bookmark_below_its_start() {
+    let h = harness();
+    let rev = h.put("a", "1").await;
+    let mut s = h.stream(64, Duration::from_millis(50));
+    let (id, _) = s
+        .create(WatchSpec {
+            progress_notify: true,
+            ..spec("a", "", rev + 3)
+        })
+        .await;
+    s.send(WatchRequest::Progress).await;
+    // Neither the ticks nor the request may answer before the store reaches rev + 2.
+    assert!(
+        timeout(Duration::from_millis(300), s.out.recv())
+            .await
+            .is_err(),
+        "a bookmark below the watch's start revision"
+    );
+    h.put("b", "1").await;
+    let caught_up = h.put("b", "2").await;
+    assert_eq!(caught_up, rev + 2);
+    // Both now, in either order (a tick may come first).
+    let mut got = vec![s.next().await, s.next().await];
+    got.sort_by_key(|o| match o {
+        WatchOutput::Progress { watch_id, .. } => *watch_id,
+        _ => i64::MAX,
+    });
+    assert_eq!(
+        got,
+        vec![
+            WatchOutput::Progress {
+                watch_id: -1,
+                revision: caught_up
+            },
+            WatchOutput::Progress {
+                watch_id: id,
+                revision: caught_up
+            }
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_still_receives_every_revision_exactly_once_in_order() {
     // More committed batches than the live channel holds (1024), so the stream lags and

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use stead_robustness::cluster::{Cluster, channel, stead_bin};
+use stead_robustness::proxy::LinkFault;
 use stead_server::pb;
 
 #[test]
@@ -21,12 +22,20 @@ fn a_write_acknowledged_by_a_follower_is_visible_to_a_serializable_read_on_it() 
             .expect("cluster");
         let leader = cluster.leader().await.expect("leader");
         let follower = (leader + 1) % 3;
+        // The leader's appends reach this follower late (the other follower makes the
+        // quorum): the leader commits and answers the forwarded write long before this
+        // follower has applied it, so answering on the leader's word alone fails at once.
+        cluster.net.set(
+            leader,
+            follower,
+            LinkFault::Delay(Duration::from_millis(100)),
+        );
         let ch = channel(
             &cluster.members[follower].endpoint(),
             Some(Duration::from_secs(5)),
         );
         let mut kv = pb::kv_client::KvClient::new(ch);
-        for i in 0..200 {
+        for i in 0..50 {
             let value = format!("v{i}").into_bytes();
             let put = kv
                 .put(pb::PutRequest {

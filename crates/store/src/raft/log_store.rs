@@ -137,13 +137,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        // Synced: a leader killed and restarted before the others elect a new one comes back
-        // as leader of the same term and re-learns the commit index from no one. Its read
-        // index is this commit index, so it must cover every entry acknowledged before the
-        // crash, or linearizable reads are served from older state (tests/robustness,
+        // Not synced (the next append's sync carries it), as etcd's commit index rides in
+        // its HardState: Raft re-learns the commit index after a crash, and a restarted leader
+        // resuming its term waits for the log it started with before serving a linearizable
+        // read (stead-server's `Member::read_linearizer`; tests/robustness,
         // `restarted_leader_read`).
         let bytes = encode(&committed)?;
-        self.write(Durability::Immediate, move |txn| {
+        self.write(Durability::None, move |txn| {
             let mut table = txn.open_table(STATE).map_err(io_err)?;
             table.insert(COMMITTED, bytes.as_slice()).map_err(io_err)?;
             Ok(())

@@ -75,6 +75,13 @@ struct Watcher {
 }
 
 impl Watcher {
+    /// Whether this watcher has everything up to `revision` and nothing after: only then
+    /// may a bookmark at `revision` be sent. A watcher that started beyond the store's
+    /// revision (resumed on a member that lags the one it watched before) is not.
+    fn is_synced(&self, revision: i64) -> bool {
+        self.next_rev == revision + 1
+    }
+
     fn select(&self, revs: &[RevisionEvents]) -> Vec<Event> {
         revs.iter()
             .filter(|r| r.revision >= self.next_rev)
@@ -245,7 +252,7 @@ impl StreamState {
             return true;
         }
         let revision = self.store.hub().revision();
-        if !self.watchers.values().all(|w| w.next_rev > revision) {
+        if !self.watchers.values().all(|w| w.is_synced(revision)) {
             return true;
         }
         self.progress_requested = false;
@@ -363,7 +370,7 @@ impl StreamState {
         let due: Vec<i64> = self
             .watchers
             .iter()
-            .filter(|(_, w)| w.spec.progress_notify && !w.behind && w.next_rev > revision)
+            .filter(|(_, w)| w.spec.progress_notify && !w.behind && w.is_synced(revision))
             .map(|(id, _)| *id)
             .collect();
         for watch_id in due {
