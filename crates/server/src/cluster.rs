@@ -83,8 +83,6 @@ pub struct Member {
     /// entry and then a uniform one, and a second change proposed in between would make the
     /// first one's last step fail its precondition although its effect went through.
     pub changes: Arc<tokio::sync::Mutex<()>>,
-    /// The last log index when this process started; see [`Member::read_linearizer`].
-    pub read_floor: u64,
 }
 
 /// A snapshot of what Raft reports, for Status and MemberList.
@@ -292,37 +290,18 @@ impl Member {
         .await
     }
 
-    /// The leader's read index, as openraft gives it but never below [`Member::read_floor`].
-    ///
-    /// openraft lets a leader killed and restarted before anyone else was elected resume its
-    /// term, and its read index is then its saved commit index or the first entry of its
-    /// term. Entries it appended later may have been committed and acknowledged before the
-    /// crash, and the commit index is saved without a sync (as etcd does: Raft re-learns it),
-    /// so a read must also wait for the log this process started with: its own entries of
-    /// the current term, committed as soon as a quorum acknowledges them.
+    /// The leader's read index (openraft's: its commit index, or its term's first entry).
     async fn read_linearizer(&self) -> Result<Linearizer<TypeConfig>, ReadIndexError> {
-        let get = || async {
-            self.raft
-                .get_read_linearizer(ReadPolicy::ReadIndex)
-                .await
-                .map_err(|e| {
-                    if e.forward_to_leader().is_some() {
-                        ReadIndexError::NotLeader
-                    } else {
-                        ReadIndexError::Failed(e.to_string())
-                    }
-                })
-        };
-        let linearizer = get().await?;
-        if linearizer.read_log_id().log_id().index >= self.read_floor {
-            return Ok(linearizer);
-        }
         self.raft
-            .wait(Some(LEADER_WAIT))
-            .applied_index_at_least(Some(self.read_floor), "the log at start-up")
+            .get_read_linearizer(ReadPolicy::ReadIndex)
             .await
-            .map_err(|e| ReadIndexError::Failed(e.to_string()))?;
-        get().await
+            .map_err(|e| {
+                if e.forward_to_leader().is_some() {
+                    ReadIndexError::NotLeader
+                } else {
+                    ReadIndexError::Failed(e.to_string())
+                }
+            })
     }
 
     async fn barrier(&self) -> stead_store::Result<()> {

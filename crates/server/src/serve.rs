@@ -251,6 +251,13 @@ async fn start_member(
         install_snapshot_timeout: 120_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
         max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
+        // Replicate an entry as soon as it is in the log, while the leader's own sync runs:
+        // the leader's and the followers' fsyncs overlap instead of adding up.
+        broadcast_submitted_on_append: Some(true),
+        // A leader killed and restarted holds an election like any member (as etcd's does)
+        // instead of resuming its term: its saved commit index may lie behind entries it
+        // had committed and acknowledged, and a new term's first entry commits them all.
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
@@ -264,12 +271,6 @@ async fn start_member(
         local: id,
         channels: channels.clone(),
     };
-    let mut log = log;
-    let read_floor = openraft::storage::RaftLogStorage::get_log_state(&mut log)
-        .await
-        .map_err(|e| raft_err(&e))?
-        .last_log_id
-        .map_or(0, |l| l.index);
     let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
         .await
         .map_err(|e| raft_err(&e))?;
@@ -279,7 +280,6 @@ async fn start_member(
         shared: store.shared().clone(),
         channels,
         changes: Arc::default(),
-        read_floor,
     };
     let peer = tonic::service::Routes::new(
         PeerServer::new(PeerService {

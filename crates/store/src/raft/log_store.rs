@@ -1,24 +1,35 @@
 //! [`LogStore`]: the Raft log and vote in their own redb file (`raft.redb`), separate from
 //! the state so that appends and applies never wait for each other's write lock.
 //!
+//! ```text
+//!  append ──► writer thread: commit the entries (visible, not yet synced) ──► append returns
+//!                 │                                                 (replication starts)
+//!                 └──► flush: one synced commit for every append queued so far ──► callbacks
+//! ```
+//!
 //! # Correctness
-//! - An append commits with `Durability::Immediate` before its flush callback fires: an
-//!   entry is never acknowledged to the leader (or a client) before it is on disk.
-//! - The vote is durable before `save_vote` returns.
-//! - All writes go through one redb writer in call order, so vote and log changes are never
-//!   reordered; truncation and purge remove a suffix and a prefix, never leaving holes, and
-//!   the purge bound commits with the deletion.
+//! - Every write goes through one writer thread, in call order, so vote and log changes are
+//!   never reordered; truncation and purge remove a suffix and a prefix, never leaving holes,
+//!   and the purge bound commits with the deletion.
+//! - An append's flush callback fires only after a `Durability::Immediate` commit that
+//!   follows the append's own commit: an entry is never acknowledged to the leader (or a
+//!   client) before it is on disk. redb makes earlier non-durable commits durable with the
+//!   next durable one.
+//! - The vote, truncation and purge are durable before their calls return.
+//! - The commit index is saved without a sync: Raft re-learns it after a crash, and a
+//!   restarted leader holds an election before it serves (`enable_leader_restore` off).
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
 
 use super::types::{Entry, LogId, TypeConfig, Vote, decode, encode};
 
@@ -28,24 +39,108 @@ const VOTE: &str = "vote";
 const PURGED: &str = "last_purged";
 const COMMITTED: &str = "committed";
 
-/// A handle to the log; clones share the database.
+/// At most this many queued jobs run before the flushes among them are answered, so a
+/// steady stream of appends cannot postpone their callbacks indefinitely.
+const MAX_JOBS_PER_FLUSH: usize = 256;
+
+/// A handle to the log; clones share the database and its writer thread, which ends when
+/// the last handle is dropped.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+}
+
+type WriteFn = Box<dyn FnOnce(&redb::WriteTransaction) -> io::Result<()> + Send>;
+
+enum Job {
+    /// Runs the function in one write transaction committed with the durability given.
+    Write {
+        durability: Durability,
+        f: WriteFn,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    /// Reports once everything written before it is durable.
+    Flush(IOFlushed<TypeConfig>),
 }
 
 fn io_err(e: impl Into<redb::Error>) -> io::Error {
     io::Error::other(e.into())
 }
 
+fn commit(db: &Database, durability: Durability, f: WriteFn) -> io::Result<()> {
+    let mut txn = db.begin_write().map_err(io_err)?;
+    txn.set_durability(durability).map_err(io_err)?;
+    f(&txn)?;
+    txn.commit().map_err(io_err)
+}
+
+/// The writer thread: runs jobs in order; the flushes among a run of queued jobs share one
+/// synced commit (none when the last commit of the run was synced already).
+fn writer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+    // Whether everything committed so far is durable.
+    let mut durable = true;
+    while let Ok(first) = jobs.recv() {
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        let mut ran = 0;
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write {
+                    durability,
+                    f,
+                    done,
+                } => {
+                    let result = commit(&db, durability, f);
+                    if result.is_ok() {
+                        durable = matches!(durability, Durability::Immediate);
+                    }
+                    let _ = done.send(result);
+                }
+                Job::Flush(callback) => flushes.push(callback),
+            }
+            ran += 1;
+            if ran < MAX_JOBS_PER_FLUSH {
+                next = jobs.try_recv().ok();
+            }
+        }
+        if flushes.is_empty() {
+            continue;
+        }
+        let result = if durable {
+            Ok(())
+        } else {
+            commit(&db, Durability::Immediate, Box::new(|_| Ok(())))
+        };
+        durable = result.is_ok();
+        for callback in flushes {
+            callback.io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| io::Error::new(e.kind(), e.to_string())),
+            );
+        }
+    }
+}
+
+fn writer_gone() -> io::Error {
+    io::Error::other("the raft log writer has stopped")
+}
+
 impl LogStore {
     pub fn open(path: &Path) -> io::Result<Self> {
-        let db = Database::create(path).map_err(io_err)?;
+        let db = Arc::new(Database::create(path).map_err(io_err)?);
         let txn = db.begin_write().map_err(io_err)?;
         txn.open_table(LOG).map_err(io_err)?;
         txn.open_table(STATE).map_err(io_err)?;
         txn.commit().map_err(io_err)?;
-        Ok(LogStore { db: Arc::new(db) })
+        let (jobs, queue) = mpsc::channel();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer(writer_db, queue))?;
+        Ok(LogStore { db, jobs })
     }
 
     fn get_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> io::Result<Option<T>> {
@@ -57,21 +152,22 @@ impl LogStore {
         }
     }
 
-    /// Runs `f` in one write transaction committed with `durability`, on a blocking thread.
+    /// Runs `f` in one write transaction committed with `durability`, on the writer thread
+    /// after every write asked for before.
     async fn write(
         &self,
         durability: Durability,
         f: impl FnOnce(&redb::WriteTransaction) -> io::Result<()> + Send + 'static,
     ) -> io::Result<()> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut txn = db.begin_write().map_err(io_err)?;
-            txn.set_durability(durability).map_err(io_err)?;
-            f(&txn)?;
-            txn.commit().map_err(io_err)
-        })
-        .await
-        .map_err(io::Error::other)?
+        let (done, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Write {
+                durability,
+                f: Box::new(f),
+                done,
+            })
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
     }
 }
 
@@ -137,11 +233,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        // Not synced (the next append's sync carries it), as etcd's commit index rides in
-        // its HardState: Raft re-learns the commit index after a crash, and a restarted leader
-        // resuming its term waits for the log it started with before serving a linearizable
-        // read (stead-server's `Member::read_linearizer`; tests/robustness,
-        // `restarted_leader_read`).
+        // Not synced (the next synced commit carries it), as etcd's commit index rides in an
+        // unsynced HardState; see the module's correctness notes.
         let bytes = encode(&committed)?;
         self.write(Durability::None, move |txn| {
             let mut table = txn.open_table(STATE).map_err(io_err)?;
@@ -163,21 +256,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let rows = entries
             .into_iter()
             .map(|e| Ok((e.index(), encode(&e)?)))
-            .collect::<io::Result<Vec<_>>>()?;
-        let result = self
-            .write(Durability::Immediate, move |txn| {
-                let mut table = txn.open_table(LOG).map_err(io_err)?;
-                for (index, bytes) in &rows {
-                    table.insert(*index, bytes.as_slice()).map_err(io_err)?;
-                }
-                Ok(())
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                callback.io_completed(Ok(()));
-                Ok(())
+            .collect::<io::Result<Vec<_>>>();
+        // Visible (to replication and readers) once this returns; durable when the flush
+        // queued behind it reports.
+        let written = match rows {
+            Ok(rows) => {
+                self.write(Durability::None, move |txn| {
+                    let mut table = txn.open_table(LOG).map_err(io_err)?;
+                    for (index, bytes) in &rows {
+                        table.insert(*index, bytes.as_slice()).map_err(io_err)?;
+                    }
+                    Ok(())
+                })
+                .await
             }
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(()) => self.jobs.send(Job::Flush(callback)).map_err(|e| {
+                let Job::Flush(callback) = e.0 else {
+                    return writer_gone();
+                };
+                callback.io_completed(Err(writer_gone()));
+                writer_gone()
+            }),
             Err(e) => {
                 callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
                 Err(e)
