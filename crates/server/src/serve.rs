@@ -251,9 +251,6 @@ async fn start_member(
         install_snapshot_timeout: 120_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
         max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
-        // Replicate an entry as soon as it is in the log, while the leader's own sync runs:
-        // the leader's and the followers' fsyncs overlap instead of adding up.
-        broadcast_submitted_on_append: Some(true),
         // A leader killed and restarted holds an election like any member (as etcd's does)
         // instead of resuming its term: its saved commit index may lie behind entries it
         // had committed and acknowledged, and a new term's first entry commits them all.

@@ -1,23 +1,16 @@
 //! [`LogStore`]: the Raft log and vote in their own redb file (`raft.redb`), separate from
 //! the state so that appends and applies never wait for each other's write lock.
 //!
-//! ```text
-//!  append ──► writer thread: commit the entries (visible, not yet synced) ──► append returns
-//!                 │                                                 (replication starts)
-//!                 └──► flush: one synced commit for every append queued so far ──► callbacks
-//! ```
-//!
 //! # Correctness
-//! - Every write goes through one writer thread, in call order, so vote and log changes are
-//!   never reordered; truncation and purge remove a suffix and a prefix, never leaving holes,
-//!   and the purge bound commits with the deletion.
-//! - An append's flush callback fires only after a `Durability::Immediate` commit that
-//!   follows the append's own commit: an entry is never acknowledged to the leader (or a
-//!   client) before it is on disk. redb makes earlier non-durable commits durable with the
-//!   next durable one.
+//! - Every write runs on one writer thread, in call order, so vote and log changes are never
+//!   reordered; truncation and purge remove a suffix and a prefix, never leaving holes, and
+//!   the purge bound commits with the deletion.
+//! - An append commits with `Durability::Immediate` before its flush callback fires: an
+//!   entry is never acknowledged to the leader (or a client) before it is on disk.
 //! - The vote, truncation and purge are durable before their calls return.
-//! - The commit index is saved without a sync: Raft re-learns it after a crash, and a
-//!   restarted leader holds an election before it serves (`enable_leader_restore` off).
+//! - The commit index is saved without a sync (a later synced commit carries it): Raft
+//!   re-learns it after a crash, and a restarted leader holds an election before it serves
+//!   (`enable_leader_restore` off in stead-server), as etcd's does.
 
 use std::fmt::Debug;
 use std::io;
@@ -39,10 +32,6 @@ const VOTE: &str = "vote";
 const PURGED: &str = "last_purged";
 const COMMITTED: &str = "committed";
 
-/// At most this many queued jobs run before the flushes among them are answered, so a
-/// steady stream of appends cannot postpone their callbacks indefinitely.
-const MAX_JOBS_PER_FLUSH: usize = 256;
-
 /// A handle to the log; clones share the database and its writer thread, which ends when
 /// the last handle is dropped.
 #[derive(Clone)]
@@ -53,74 +42,28 @@ pub struct LogStore {
 
 type WriteFn = Box<dyn FnOnce(&redb::WriteTransaction) -> io::Result<()> + Send>;
 
-enum Job {
-    /// Runs the function in one write transaction committed with the durability given.
-    Write {
-        durability: Durability,
-        f: WriteFn,
-        done: oneshot::Sender<io::Result<()>>,
-    },
-    /// Reports once everything written before it is durable.
-    Flush(IOFlushed<TypeConfig>),
+/// One write transaction for the writer thread: the function, the durability to commit
+/// with, and where to answer.
+struct Job {
+    durability: Durability,
+    f: WriteFn,
+    done: oneshot::Sender<io::Result<()>>,
 }
 
 fn io_err(e: impl Into<redb::Error>) -> io::Error {
     io::Error::other(e.into())
 }
 
-fn commit(db: &Database, durability: Durability, f: WriteFn) -> io::Result<()> {
-    let mut txn = db.begin_write().map_err(io_err)?;
-    txn.set_durability(durability).map_err(io_err)?;
-    f(&txn)?;
-    txn.commit().map_err(io_err)
-}
-
-/// The writer thread: runs jobs in order; the flushes among a run of queued jobs share one
-/// synced commit (none when the last commit of the run was synced already).
+/// The writer thread: one transaction per job, in the order the jobs were sent.
 fn writer(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
-    // Whether everything committed so far is durable.
-    let mut durable = true;
-    while let Ok(first) = jobs.recv() {
-        let mut flushes = Vec::new();
-        let mut next = Some(first);
-        let mut ran = 0;
-        while let Some(job) = next.take() {
-            match job {
-                Job::Write {
-                    durability,
-                    f,
-                    done,
-                } => {
-                    let result = commit(&db, durability, f);
-                    if result.is_ok() {
-                        durable = matches!(durability, Durability::Immediate);
-                    }
-                    let _ = done.send(result);
-                }
-                Job::Flush(callback) => flushes.push(callback),
-            }
-            ran += 1;
-            if ran < MAX_JOBS_PER_FLUSH {
-                next = jobs.try_recv().ok();
-            }
-        }
-        if flushes.is_empty() {
-            continue;
-        }
-        let result = if durable {
-            Ok(())
-        } else {
-            commit(&db, Durability::Immediate, Box::new(|_| Ok(())))
-        };
-        durable = result.is_ok();
-        for callback in flushes {
-            callback.io_completed(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| io::Error::new(e.kind(), e.to_string())),
-            );
-        }
+    while let Ok(job) = jobs.recv() {
+        let result = (|| {
+            let mut txn = db.begin_write().map_err(io_err)?;
+            txn.set_durability(job.durability).map_err(io_err)?;
+            (job.f)(&txn)?;
+            txn.commit().map_err(io_err)
+        })();
+        let _ = job.done.send(result);
     }
 }
 
@@ -161,7 +104,7 @@ impl LogStore {
     ) -> io::Result<()> {
         let (done, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Write {
+            .send(Job {
                 durability,
                 f: Box::new(f),
                 done,
@@ -257,11 +200,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|e| Ok((e.index(), encode(&e)?)))
             .collect::<io::Result<Vec<_>>>();
-        // Visible (to replication and readers) once this returns; durable when the flush
-        // queued behind it reports.
         let written = match rows {
             Ok(rows) => {
-                self.write(Durability::None, move |txn| {
+                self.write(Durability::Immediate, move |txn| {
                     let mut table = txn.open_table(LOG).map_err(io_err)?;
                     for (index, bytes) in &rows {
                         table.insert(*index, bytes.as_slice()).map_err(io_err)?;
@@ -273,13 +214,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Err(e) => Err(e),
         };
         match written {
-            Ok(()) => self.jobs.send(Job::Flush(callback)).map_err(|e| {
-                let Job::Flush(callback) = e.0 else {
-                    return writer_gone();
-                };
-                callback.io_completed(Err(writer_gone()));
-                writer_gone()
-            }),
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
             Err(e) => {
                 callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
                 Err(e)
