@@ -6,7 +6,10 @@
 //! - [`status`]: the single mapping from store errors to gRPC (and HTTP) errors.
 //! - [`rest`]: the Kubernetes-shaped REST API (`/apis/...`) on `--listen-api-url`.
 //! - [`serve`]: listeners (plain or TLS) carrying gRPC and HTTP on the same port.
+//! - [`authority`]: lets HTTP/2 clients that send a URL as `:authority` (etcdctl 3.4 with
+//!   `--endpoints=http://...`) through hyper.
 
+pub mod authority;
 pub mod cluster;
 pub mod convert;
 pub mod etcd;

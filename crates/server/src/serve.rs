@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use url::Url;
 
+use crate::authority::AuthorityFix;
 use crate::cluster::Member;
 use crate::etcd::{EtcdApi, MemberInfo};
 use crate::metrics::Metrics;
@@ -382,7 +383,10 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum:
                 Some(tls) => match tls.accept(tcp).await {
                     Ok(stream) => {
                         builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .serve_connection_with_upgrades(
+                                TokioIo::new(AuthorityFix::new(stream)),
+                                service,
+                            )
                             .await
                     }
                     Err(e) => {
@@ -392,7 +396,10 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum:
                 },
                 None => {
                     builder
-                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                        .serve_connection_with_upgrades(
+                            TokioIo::new(AuthorityFix::new(tcp)),
+                            service,
+                        )
                         .await
                 }
             };

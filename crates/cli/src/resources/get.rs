@@ -1,15 +1,13 @@
 //! `stead get KIND [NAME]` (Tables, YAML or JSON; `-w` follows changes) and
 //! `stead watch KIND [--since REV]` (every change with its revision).
 
-use std::fmt::Write as _;
-
 use anyhow::{Context, bail};
 use clap::Args;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use stead_controller::client::{
     ACCEPT_JSON, ACCEPT_TABLE, ApiResource, Client, HttpClient, ListParams, Method, WatchEvent,
-    WatchParams,
+    WatchParams, query,
 };
 
 use super::ServerArg;
@@ -76,30 +74,6 @@ fn selectors(selector: Option<&str>, name: Option<&str>) -> (Option<String>, Opt
         selector.map(str::to_owned),
         name.map(|n| format!("metadata.name={n}")),
     )
-}
-
-fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let encoded: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| {
-            v.as_ref().map(|v| {
-                let mut out = format!("{k}=");
-                for byte in v.bytes() {
-                    if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-                        out.push(byte as char);
-                    } else {
-                        let _ = write!(out, "%{byte:02X}");
-                    }
-                }
-                out
-            })
-        })
-        .collect();
-    if encoded.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", encoded.join("&"))
-    }
 }
 
 pub(crate) async fn run(args: GetArgs) -> anyhow::Result<()> {

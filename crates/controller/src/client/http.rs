@@ -240,8 +240,8 @@ fn to_object(value: Value) -> Result<DynamicObject, ClientError> {
     DynamicObject::from_value(value).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
-/// `?a=b&c=d` from the pairs that are set (values percent-encoded).
-fn query(pairs: &[(&str, Option<String>)]) -> String {
+/// `?a=b&c=d` from the pairs that are set (values percent-encoded); empty when none is.
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
     let mut out = String::new();
     for (key, value) in pairs {
         let Some(value) = value else { continue };

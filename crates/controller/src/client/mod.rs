@@ -14,7 +14,7 @@ use stead_api::{DynamicObject, GroupVersionKind};
 
 mod http;
 
-pub use http::{ACCEPT_JSON, ACCEPT_TABLE, HttpClient};
+pub use http::{ACCEPT_JSON, ACCEPT_TABLE, HttpClient, query};
 pub use hyper::Method;
 
 /// Where a kind lives on the REST API.

@@ -136,7 +136,12 @@ impl EtcdApi {
         Ok(pb::HashKvResponse {
             header: Some(self.header(current)),
             hash,
-            compact_revision,
+            // etcd's compaction revision starts at -1 ("never compacted"), and HashKV shows it.
+            compact_revision: if compact_revision == 0 {
+                -1
+            } else {
+                compact_revision
+            },
         })
     }
 
