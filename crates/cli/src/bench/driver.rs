@@ -188,6 +188,24 @@ where
     (latencies, last)
 }
 
+/// Waits for the watcher tasks of a delivery workload (each running [`collect`]): all their
+/// latencies, sorted, and the delivery window from `start` to the last event any of them
+/// received (not the silence that ends it).
+pub(crate) async fn gather(
+    watchers: Vec<tokio::task::JoinHandle<(Vec<Duration>, Instant)>>,
+    start: Instant,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let mut latencies = Vec::new();
+    let mut last = start;
+    for w in watchers {
+        let (lat, at) = w.await?;
+        latencies.extend(lat);
+        last = last.max(at);
+    }
+    latencies.sort_unstable();
+    Ok((latencies, last.duration_since(start)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

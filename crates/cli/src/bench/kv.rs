@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::driver::{Outcome, collect};
+use super::driver::{Outcome, collect, gather};
 use super::{BenchArgs, Report, Workload};
 
 fn key(i: u64, size: usize) -> Vec<u8> {
@@ -385,22 +385,14 @@ async fn run_watch(args: &BenchArgs, channels: &[Channel]) -> anyhow::Result<Rep
         .await;
     let put_secs = puts.elapsed.as_secs_f64();
     let _ = expect.send(Some(puts.latencies.len()));
-    let mut latencies = Vec::new();
-    let mut last = start;
-    for w in watchers {
-        let (lat, at) = w.await?;
-        latencies.extend(lat);
-        last = last.max(at);
-    }
-    // Over the delivery window, not the silence that ends it.
-    let secs = last.duration_since(start).as_secs_f64().max(f64::EPSILON);
-    latencies.sort_unstable();
+    let (latencies, window) = gather(watchers, start).await?;
+    let secs = window.as_secs_f64().max(f64::EPSILON);
     let delivered = latencies.len();
     let expected = puts.latencies.len() * args.watchers.max(1);
     let outcome = Outcome {
         latencies,
         errors: puts.errors,
-        elapsed: last.duration_since(start),
+        elapsed: window,
     };
     let report = Report {
         workload: Workload::Watch,

@@ -11,7 +11,7 @@ use stead_controller::client::{
 };
 use tokio::time::Instant;
 
-use super::driver::{Outcome, collect};
+use super::driver::{Outcome, collect, gather};
 use super::{BenchArgs, Report, Workload};
 
 /// Where the objects live: built-in Leases in `default`.
@@ -115,16 +115,8 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     let apply_secs = applies.elapsed.as_secs_f64();
     let _ = expect.send(Some(applies.latencies.len()));
-    let mut latencies = Vec::new();
-    let mut last = start;
-    for w in watchers {
-        let (lat, at) = w.await?;
-        latencies.extend(lat);
-        last = last.max(at);
-    }
-    // Over the delivery window, not the silence that ends it.
-    let secs = last.duration_since(start).as_secs_f64().max(f64::EPSILON);
-    latencies.sort_unstable();
+    let (latencies, window) = gather(watchers, start).await?;
+    let secs = window.as_secs_f64().max(f64::EPSILON);
     let delivered = latencies.len();
     // Every successful apply changed its Lease (a new holder), so every watcher sees it.
     let expected = applies.latencies.len() * args.watchers.max(1);
@@ -144,7 +136,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         outcome: Outcome {
             latencies,
             errors: applies.errors,
-            elapsed: last.duration_since(start),
+            elapsed: window,
         },
     };
     if delivered < expected {
