@@ -178,18 +178,17 @@ impl<S> AuthorityFix<S> {
         let Ok(mut headers) = self.decoder.decode(&block.fragment) else {
             return self.give_up(block.original);
         };
-        let authority = headers.iter().position(|(name, _)| name == b":authority");
-        let malformed = authority.is_some_and(|i| !valid_authority(&headers[i].1));
-        if !rewrite && !malformed {
+        let malformed = headers
+            .iter()
+            .position(|(name, value)| name == b":authority" && !valid_authority(value));
+        if !rewrite && malformed.is_none() {
             // The usual case: nothing to fix on this connection, ever.
             self.out.extend_from_slice(&block.original);
             self.mode = Mode::Transparent;
             return;
         }
         self.mode = Mode::Frames { rewrite: true };
-        if let Some(i) = authority
-            && !valid_authority(&headers[i].1)
-        {
+        if let Some(i) = malformed {
             match fixed_authority(&headers[i].1) {
                 Some(fixed) => headers[i].1 = fixed,
                 None => {

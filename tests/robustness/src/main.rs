@@ -98,11 +98,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
-    if let Cmd::Check { history, budget } = &cli.command {
-        return check_history(history, *budget);
-    }
-    let bin = stead_bin()?;
-    println!("stead binary: {}", bin.display());
+    let bin = || -> anyhow::Result<std::path::PathBuf> {
+        let bin = stead_bin()?;
+        println!("stead binary: {}", bin.display());
+        Ok(bin)
+    };
     match cli.command {
         Cmd::Run {
             members,
@@ -112,6 +112,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             clients,
             no_faults,
         } => {
+            let bin = bin()?;
             let seed = seed.unwrap_or_else(clock_seed);
             let profile = match profile {
                 ProfileArg::Kv => Profile::Kv,
@@ -138,6 +139,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             seed,
             segment,
         } => {
+            let bin = bin()?;
             let seed = seed.unwrap_or_else(clock_seed);
             println!("soak for {duration:?} in runs of {segment:?}, seed {seed}");
             let start = Instant::now();
@@ -182,9 +184,9 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 bail!("{anomalies} anomalies during the soak (seed {seed})");
             }
         }
-        Cmd::Check { .. } => {}
+        Cmd::Check { history, budget } => check_history(&history, budget)?,
         Cmd::DiskFull { members } => {
-            let r = stead_robustness::diskfull::run(&bin, members).await?;
+            let r = stead_robustness::diskfull::run(&bin()?, members).await?;
             println!(
                 "disk full on {members} member(s): NOSPACE after {} writes, {} alarm(s), \
                  recovered",
