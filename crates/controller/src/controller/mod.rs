@@ -96,13 +96,21 @@ pub struct Controller<C: Client> {
     client: C,
     resource: ApiResource,
     watcher_config: watcher::Config,
-    owned: Vec<(ApiResource, watcher::Config)>,
+    owned: Vec<Owned>,
     config: Config,
     metrics: Metrics,
     writer: Writer,
     shutdown: Option<Shutdown>,
     /// Keys to look at from outside the API (e.g. a file changed on disk).
     external: Vec<ExternalTriggers>,
+}
+
+/// A kind the controller's objects own: what to watch, and the cache its events fill before
+/// they wake an owner.
+struct Owned {
+    resource: ApiResource,
+    watcher_config: watcher::Config,
+    writer: Writer,
 }
 
 /// A stream of keys that need a reconcile, from a source the API does not see.
@@ -130,7 +138,8 @@ impl<C: Client> Controller<C> {
     }
 
     /// Reconciles the owner when a `child` it controls (ownerReference with
-    /// `controller: true`) changes or goes away.
+    /// `controller: true`) changes or goes away. [`Controller::owned_store`] is the cache of
+    /// those children; an owner is woken only after the change is in it.
     #[must_use]
     pub fn owns(self, child: ApiResource) -> Self {
         self.owns_with(child, watcher::Config::default())
@@ -139,7 +148,11 @@ impl<C: Client> Controller<C> {
     /// [`Controller::owns`], watching only what `watcher_config` selects.
     #[must_use]
     pub fn owns_with(mut self, child: ApiResource, watcher_config: watcher::Config) -> Self {
-        self.owned.push((child, watcher_config));
+        self.owned.push(Owned {
+            resource: child,
+            watcher_config,
+            writer: Writer::new(),
+        });
         self
     }
 
@@ -183,6 +196,16 @@ impl<C: Client> Controller<C> {
         self.writer.as_reader()
     }
 
+    /// The cache of owned `child` objects (filled once `run` starts), if the controller
+    /// [owns](Controller::owns) that kind. A reconciler that reads its children should read
+    /// them here: any other cache may not have the change that woke it yet.
+    pub fn owned_store(&self, child: &ApiResource) -> Option<Store> {
+        self.owned
+            .iter()
+            .find(|owned| &owned.resource == child)
+            .map(|owned| owned.writer.as_reader())
+    }
+
     /// The metrics registry.
     pub fn metrics(&self) -> Metrics {
         self.metrics.clone()
@@ -190,6 +213,7 @@ impl<C: Client> Controller<C> {
 
     /// Runs until the shutdown signal (forever without one).
     ///
+    /// Reconciles start once the primary and every owned cache hold a first complete list.
     /// `reconcile` gets the latest cached object; its `Action` schedules the next run.
     /// On `Err`, `error_policy` may pick the next run (`Some(action)`), or leave it to the
     /// per-key exponential backoff (`None`, see [`default_error_policy`]).

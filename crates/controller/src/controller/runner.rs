@@ -2,11 +2,11 @@
 //! reconcile tasks meet.
 //!
 //! ```text
-//!  watcher tasks ──Trigger──► mpsc ─┐
-//!  resync interval ─────────────────┤
+//!  watchers ─► caches ─Trigger─► mpsc ─┐
+//!  resync interval ────────────────────┤
 //!  reconcile tasks ──Finished──► JoinSet ─┼─► loop: update Scheduler, then start every key
-//!  sleep until the next due key ────┤         it hands out (latest object from the Store)
-//!  shutdown signal ─────────────────┘         shutdown: stop starting, drain the JoinSet
+//!  sleep until the next due key ───────┤         it hands out (latest object from the Store)
+//!  shutdown signal ────────────────────┘         shutdown: stop starting, drain the JoinSet
 //! ```
 
 use std::collections::HashMap;
@@ -24,7 +24,7 @@ use tracing::Instrument;
 use super::Controller;
 use super::triggers::{Fingerprint, controller_owners};
 use crate::client::{ApiResource, Client};
-use crate::reflector::reflector;
+use crate::reflector::{Store, reflector};
 use crate::scheduler::{Outcome, Pop, Scheduler};
 use crate::watcher::{self, Event};
 use crate::{Action, ObjectRef};
@@ -142,9 +142,16 @@ pub(super) async fn run<C, Ctx, E, R, Fut, P>(
     let mut tasks = vec![forward(primary, tx.clone(), |e| {
         primary_trigger(e).into_iter().collect()
     })];
-    for (child, child_config) in owned {
+    let mut caches = vec![store.clone()];
+    for owned in owned {
         let owner = resource.clone();
-        let stream = watcher::watcher(client.clone(), child, child_config);
+        caches.push(owned.writer.as_reader());
+        // The reflector applies each event before `forward` wakes the owner, so the owner's
+        // reconcile reads a cache that already has the change.
+        let stream = reflector(
+            owned.writer,
+            watcher::watcher(client.clone(), owned.resource, owned.watcher_config),
+        );
         tasks.push(forward(stream, tx.clone(), move |e| {
             owner_triggers(e, &owner)
         }));
@@ -162,8 +169,9 @@ pub(super) async fn run<C, Ctx, E, R, Fut, P>(
     let _tasks = Tasks(tasks);
     drop(tx);
 
+    let ready = futures::future::try_join_all(caches.iter().map(Store::wait_until_ready));
     tokio::select! {
-        ready = store.wait_until_ready() => if ready.is_err() { return },
+        ready = ready => if ready.is_err() { return },
         () = &mut shutdown => return,
     }
 

@@ -457,3 +457,67 @@ async fn deleted_objects_are_not_reconciled_and_metrics_count_reconciles() {
 
 use crate::client::Client;
 use crate::metrics::Metrics;
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_woken_by_a_child_change_reads_that_change_from_the_owned_cache() {
+    let client = FakeClient::new();
+    let owner = client.put(&widgets(), widget("a", 1));
+    let child = owned_by(
+        object(&gadgets(), Some("ns"), "a-1", json!({"v": 1})),
+        &owner,
+    );
+    client.put(&gadgets(), child.clone());
+    let controller = Controller::new(client.clone(), widgets())
+        .owns(gadgets())
+        .with_config(quick_config());
+    assert!(controller.owned_store(&widgets()).is_none(), "not owned");
+    let children = controller.owned_store(&gadgets());
+    assert!(children.is_some(), "owned");
+    // Each reconcile records the `v` of every child it finds in the owned cache.
+    type Reads = Arc<Mutex<Vec<Vec<i64>>>>;
+    let read: Reads = Arc::default();
+    let ctx = Arc::new((children, Arc::clone(&read)));
+    let _task = tokio::spawn(controller.run(
+        |_, ctx: Arc<(Option<crate::reflector::Store>, Reads)>| async move {
+            let (children, read) = &*ctx;
+            let seen = children
+                .iter()
+                .flat_map(|store| store.state())
+                .filter_map(|c| c.as_map().get("spec")?.get("v")?.as_i64())
+                .collect();
+            read.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(seen);
+            Ok::<_, Failed>(Action::await_change())
+        },
+        default_error_policy,
+        ctx,
+    ));
+    let reads = || {
+        read.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    settle(5).await;
+    // The primary's list and the child's list each wake the owner; neither reconcile ran
+    // before the owned cache had its list.
+    assert!(
+        !reads().is_empty() && reads().iter().all(|r| r == &[1]),
+        "{:?}",
+        reads()
+    );
+    for v in 2..=5 {
+        let mut changed = child.clone();
+        changed
+            .as_map_mut()
+            .insert("spec".into(), json!({ "v": v }));
+        client.put(&gadgets(), changed);
+        settle(1).await;
+        assert_eq!(
+            reads().last(),
+            Some(&vec![v]),
+            "the reconcile the change woke saw it: {:?}",
+            reads()
+        );
+    }
+}

@@ -116,7 +116,11 @@ pub fn run<C: Client>(
     });
     let set_ctx = Arc::new(process_set::Context {
         client: client.clone(),
-        processes: processes.store(),
+        // The set controller's own cache of its children: a change that wakes a set is in
+        // it before the set's reconcile reads it (the process controller's cache may lag).
+        processes: sets
+            .owned_store(&process::resource())
+            .expect("the set controller owns processes"),
     });
     let file_ctx = Arc::new(managed_file::Context { client });
     let work = async move {
