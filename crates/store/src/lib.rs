@@ -5,6 +5,8 @@
 //! - [`Store`]: the asynchronous handle: group commit (many writers, one fsync), reads on
 //!   blocking threads, lease expiry, and the watch [`Hub`].
 //! - [`watch`]: per-stream watchers with history replay and etcd's delivery guarantees.
+//! - `wal`: the write-ahead log (preallocated segment files) that makes a write durable
+//!   with one flush: a single member's writes, and a cluster member's Raft log.
 //!
 //! The store is bytes-in, bytes-out: it knows nothing of resources or of the wire.
 
@@ -17,6 +19,7 @@ mod mvcc;
 pub mod raft;
 mod store;
 mod types;
+mod wal;
 pub mod watch;
 
 pub use engine::{BatchResult, Engine, EngineOptions, LeaseInfo, frame_snapshot};

@@ -1,0 +1,515 @@
+//! [`Wal`]: an append-only log of records in preallocated, zero-filled segment files — the
+//! durable record of a write before its effects reach redb (single member) and the home of
+//! the Raft log (cluster members).
+//!
+//! ```text
+//!  dir/0000000000000007.wal   [rec][rec][rec]…[rec] 000000…000   (zeros up to 16 MiB)
+//!  dir/0000000000000008.wal   000000…000   the spare: zeroed ahead of time, next in line
+//!
+//!  rec = len u32 LE | crc32 u32 LE of (seq ‖ payload) | seq u64 LE | payload
+//! ```
+//!
+//! # Correctness
+//! - A segment is zero-filled and synced before its first record, so an append overwrites
+//!   blocks the file already owns: `fdatasync` flushes the data and no file metadata. That
+//!   is what makes a commit cost one disk flush.
+//! - An append is one positioned write of whole records followed by one `fdatasync`; a batch
+//!   never spans two segments. After a failed write or sync the log refuses every further
+//!   append: what reached the disk is unknown, so nothing more may be acknowledged.
+//! - Records carry consecutive sequence numbers. Reading stops at the first record that is
+//!   incomplete, fails its checksum or breaks the sequence: a torn write (a batch whose sync
+//!   never returned, so never acknowledged) ends the log, and bytes left behind by older
+//!   writes cannot pass for records.
+//! - Segments are named by increasing numbers and read in that order; the caller removes a
+//!   segment only once nothing in it is needed ([`Wal::remove_below`]).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+/// Size of a segment, unless one batch needs more.
+pub(crate) const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// Bytes before a record's payload: length, checksum, sequence number.
+const HEADER: usize = 16;
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) seq: u64,
+    /// The segment the record is in.
+    pub(crate) segment: u64,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// What [`Wal::read`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Replay {
+    /// Every record of the log, in order.
+    pub(crate) records: Vec<Record>,
+    /// The numbers of the segment files present, ascending (including empty ones).
+    pub(crate) segments: Vec<u64>,
+}
+
+impl Replay {
+    /// The segment number to create next: above every file present.
+    pub(crate) fn next_segment(&self) -> u64 {
+        self.segments.last().map_or(1, |n| n + 1)
+    }
+
+    /// The sequence number of the last record, if any.
+    pub(crate) fn last_seq(&self) -> Option<u64> {
+        self.records.last().map(|r| r.seq)
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    /// Sequence number of the last record written.
+    pub(crate) last_seq: u64,
+    /// The segment the records are in.
+    pub(crate) segment: u64,
+    /// Whether this append opened a new segment (the previous one is complete).
+    pub(crate) rotated: bool,
+}
+
+/// One zero-filled segment file, open for writing.
+struct Segment {
+    number: u64,
+    file: File,
+    len: u64,
+}
+
+/// The writing end of the log.
+pub(crate) struct Wal {
+    dir: PathBuf,
+    segment_bytes: u64,
+    current: Segment,
+    offset: u64,
+    next_seq: u64,
+    /// The next segment, being zero-filled in the background.
+    spare: Option<JoinHandle<io::Result<Segment>>>,
+    failed: bool,
+    buf: Vec<u8>,
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:016x}.wal"))
+}
+
+/// Syncs a directory, so that files created, renamed or removed in it stay that way.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The numbers of the segments in `dir`, ascending; leftovers of an interrupted
+/// preparation (`*.tmp`) are removed.
+fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            std::fs::remove_file(entry.path())?;
+        } else if let Some(stem) = name.strip_suffix(".wal")
+            && let Ok(number) = u64::from_str_radix(stem, 16)
+        {
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// Creates segment `number` of `len` zero bytes, synced, under its final name.
+fn prepare(dir: &Path, number: u64, len: u64) -> io::Result<Segment> {
+    let tmp = dir.join(format!("{number:016x}.tmp"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = zeros
+            .len()
+            .min(usize::try_from(len - at).unwrap_or(usize::MAX));
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()?;
+    std::fs::rename(&tmp, segment_path(dir, number))?;
+    sync_dir(dir)?;
+    Ok(Segment { number, file, len })
+}
+
+fn spawn_spare(dir: &Path, number: u64, len: u64) -> io::Result<JoinHandle<io::Result<Segment>>> {
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("stead-wal-spare".into())
+        .spawn(move || prepare(&dir, number, len))
+}
+
+fn checksum(seq: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+fn push_record(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "record over 4 GiB"))?;
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&checksum(seq, payload).to_le_bytes());
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(payload);
+    Ok(())
+}
+
+fn le_u32(bytes: &[u8]) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&bytes[..4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Appends to `out` the records of one segment's bytes, from the start while they are
+/// whole, pass their checksum and continue the sequence (`expected`, once known). Answers
+/// whether the segment ended cleanly, so that the next one may continue the log.
+fn parse_segment(
+    bytes: &[u8],
+    segment: u64,
+    expected: &mut Option<u64>,
+    out: &mut Vec<Record>,
+) -> bool {
+    let mut at = 0;
+    while at + HEADER <= bytes.len() {
+        let head = &bytes[at..at + HEADER];
+        let len = le_u32(head) as usize;
+        let crc = le_u32(&head[4..]);
+        let seq = le_u64(&head[8..]);
+        if len == 0 && crc == 0 && seq == 0 {
+            // Zeros: the segment's unused tail.
+            return true;
+        }
+        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
+            return false;
+        };
+        if checksum(seq, payload) != crc || expected.is_some_and(|e| e != seq) {
+            return false;
+        }
+        out.push(Record {
+            seq,
+            segment,
+            payload: payload.to_vec(),
+        });
+        *expected = Some(seq + 1);
+        at += HEADER + len;
+    }
+    true
+}
+
+impl Wal {
+    /// Reads the log in `dir` (created if missing).
+    pub(crate) fn read(dir: &Path) -> io::Result<Replay> {
+        std::fs::create_dir_all(dir)?;
+        let segments = list_segments(dir)?;
+        let mut records = Vec::new();
+        let mut expected = None;
+        for &number in &segments {
+            let bytes = std::fs::read(segment_path(dir, number))?;
+            if !parse_segment(&bytes, number, &mut expected, &mut records) {
+                break;
+            }
+        }
+        Ok(Replay { records, segments })
+    }
+
+    /// Starts writing at a new segment `number` (above every segment in `dir`), with the
+    /// first record numbered `next_seq`. Older segments stay until [`Wal::remove_below`].
+    pub(crate) fn create(dir: &Path, number: u64, next_seq: u64) -> io::Result<Wal> {
+        Wal::create_sized(dir, number, next_seq, SEGMENT_BYTES)
+    }
+
+    /// [`Wal::create`] with segments of `segment_bytes`.
+    pub(crate) fn create_sized(
+        dir: &Path,
+        number: u64,
+        next_seq: u64,
+        segment_bytes: u64,
+    ) -> io::Result<Wal> {
+        std::fs::create_dir_all(dir)?;
+        let current = prepare(dir, number, segment_bytes)?;
+        let spare = Some(spawn_spare(dir, number + 1, segment_bytes)?);
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            current,
+            offset: 0,
+            next_seq,
+            spare,
+            failed: false,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes `payloads` as consecutive records and syncs them. When they do not fit in the
+    /// current segment, they go to a new one, which starts with `head` (if not empty): a
+    /// record restating what the caller needs from older segments, so those can go.
+    pub(crate) fn append(&mut self, payloads: &[&[u8]], head: &[u8]) -> io::Result<Appended> {
+        if self.failed {
+            return Err(io::Error::other(
+                "an earlier write-ahead log write failed; the log takes no more appends",
+            ));
+        }
+        let size = |p: &[u8]| (HEADER + p.len()) as u64;
+        let needed: u64 = payloads.iter().map(|p| size(p)).sum();
+        let rotated = self.offset + needed > self.current.len;
+        let mut seq = self.next_seq;
+        self.buf.clear();
+        if rotated {
+            let head_len = if head.is_empty() { 0 } else { size(head) };
+            self.rotate(needed + head_len)?;
+            if !head.is_empty() {
+                push_record(&mut self.buf, seq, head)?;
+                seq += 1;
+            }
+        }
+        for payload in payloads {
+            push_record(&mut self.buf, seq, payload)?;
+            seq += 1;
+        }
+        let written = self
+            .current
+            .file
+            .write_all_at(&self.buf, self.offset)
+            .and_then(|()| self.current.file.sync_data());
+        if let Err(e) = written {
+            self.failed = true;
+            return Err(e);
+        }
+        self.offset += self.buf.len() as u64;
+        self.next_seq = seq;
+        Ok(Appended {
+            last_seq: seq - 1,
+            segment: self.current.number,
+            rotated,
+        })
+    }
+
+    /// Moves to the spare segment (or a bigger one when `needed` exceeds a segment), and
+    /// starts zero-filling the next spare.
+    fn rotate(&mut self, needed: u64) -> io::Result<()> {
+        let number = self.current.number + 1;
+        let spare = match self.spare.take() {
+            Some(handle) => handle
+                .join()
+                .map_err(|_| io::Error::other("zero-filling a log segment panicked"))?,
+            None => prepare(&self.dir, number, self.segment_bytes),
+        };
+        let next = match spare {
+            Ok(segment) if segment.len >= needed => segment,
+            // Too small for this batch, or its preparation failed: make one now.
+            _ => prepare(&self.dir, number, needed.max(self.segment_bytes))?,
+        };
+        self.current = next;
+        self.offset = 0;
+        self.spare = Some(spawn_spare(&self.dir, number + 1, self.segment_bytes)?);
+        Ok(())
+    }
+
+    /// Removes every segment numbered below `number`.
+    pub(crate) fn remove_below(&self, number: u64) -> io::Result<()> {
+        remove_segments_below(&self.dir, number)
+    }
+}
+
+/// Removes every segment in `dir` numbered below `number`.
+pub(crate) fn remove_segments_below(dir: &Path, number: u64) -> io::Result<()> {
+    let mut removed = false;
+    for n in list_segments(dir)? {
+        if n < number {
+            std::fs::remove_file(segment_path(dir, n))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Wait for the spare, so that no file appears in the directory after the log is
+        // gone (a reopened log numbers its segments from what it finds).
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: u64 = 4096;
+
+    fn payloads(replay: &Replay) -> Vec<(u64, Vec<u8>)> {
+        replay
+            .records
+            .iter()
+            .map(|r| (r.seq, r.payload.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn records_read_back_in_order_across_segments_with_their_head_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::create_sized(dir.path(), 1, 10, SMALL).expect("create");
+        let big = vec![7u8; 1500];
+        let mut segments = Vec::new();
+        for i in 0..6u8 {
+            let a = wal.append(&[&big, &[i]], b"head").expect("append");
+            segments.push((a.segment, a.rotated));
+        }
+        // 1,517 + 17 bytes per append: two fit in 4 KiB, the third opens a new segment.
+        assert_eq!(
+            segments,
+            [
+                (1, false),
+                (1, false),
+                (2, true),
+                (2, false),
+                (3, true),
+                (3, false)
+            ]
+        );
+        drop(wal);
+        let replay = Wal::read(dir.path()).expect("read");
+        let got = payloads(&replay);
+        let mut want = Vec::new();
+        let mut seq = 10;
+        for i in 0..6u8 {
+            if i == 2 || i == 4 {
+                want.push((seq, b"head".to_vec()));
+                seq += 1;
+            }
+            want.push((seq, big.clone()));
+            want.push((seq + 1, vec![i]));
+            seq += 2;
+        }
+        assert_eq!(got, want);
+        // The spare made for the next rotation is there, empty.
+        assert_eq!(replay.segments, [1, 2, 3, 4]);
+        assert_eq!(replay.next_segment(), 5);
+    }
+
+    #[test]
+    fn a_torn_or_corrupt_tail_ends_the_log_and_older_bytes_never_pass_for_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::create_sized(dir.path(), 1, 1, SMALL).expect("create");
+        for i in 0..3u8 {
+            wal.append(&[&[i; 100]], &[]).expect("append");
+        }
+        drop(wal);
+        let path = segment_path(dir.path(), 1);
+        let original = std::fs::read(&path).expect("read");
+        let record = HEADER + 100;
+        type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: [(&str, Damage, usize); 4] = [
+            ("untouched", Box::new(|_| {}), 3),
+            (
+                "last payload torn",
+                Box::new(move |b| b[2 * record + HEADER + 50..3 * record].fill(0)),
+                2,
+            ),
+            (
+                "a flipped bit in the second",
+                Box::new(move |b| b[record + HEADER + 3] ^= 1),
+                1,
+            ),
+            (
+                // A record rewritten with the same number after an older, longer one:
+                // what follows it is the older record's tail, not a record.
+                "stale bytes after a shorter rewrite",
+                Box::new(move |b| {
+                    let mut shorter = Vec::new();
+                    push_record(&mut shorter, 2, &[9; 10]).expect("record");
+                    b[record..record + shorter.len()].copy_from_slice(&shorter);
+                }),
+                2,
+            ),
+        ];
+        for (what, damage, want) in cases {
+            let mut bytes = original.clone();
+            damage(&mut bytes);
+            std::fs::write(&path, &bytes).expect("write");
+            let replay = Wal::read(dir.path()).expect("read");
+            assert_eq!(replay.records.len(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_later_segment_that_does_not_continue_the_sequence_is_not_part_of_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::create_sized(dir.path(), 1, 1, SMALL).expect("create");
+        wal.append(&[b"a"], &[]).expect("append");
+        drop(wal);
+        let mut other = Wal::create_sized(dir.path(), 5, 40, SMALL).expect("create");
+        other.append(&[b"b"], &[]).expect("append");
+        drop(other);
+        let replay = Wal::read(dir.path()).expect("read");
+        assert_eq!(payloads(&replay), [(1, b"a".to_vec())]);
+        remove_segments_below(dir.path(), 5).expect("remove");
+        let replay = Wal::read(dir.path()).expect("read");
+        assert_eq!(payloads(&replay), [(40, b"b".to_vec())]);
+    }
+
+    #[test]
+    fn a_batch_bigger_than_a_segment_gets_a_segment_of_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::create_sized(dir.path(), 1, 1, SMALL).expect("create");
+        wal.append(&[b"small"], &[]).expect("append");
+        let big = vec![1u8; 10_000];
+        let a = wal.append(&[&big], &[]).expect("append");
+        assert_eq!((a.segment, a.rotated, a.last_seq), (2, true, 2));
+        wal.append(&[b"after"], &[]).expect("append");
+        drop(wal);
+        let replay = Wal::read(dir.path()).expect("read");
+        assert_eq!(
+            payloads(&replay),
+            [(1, b"small".to_vec()), (2, big), (3, b"after".to_vec())]
+        );
+    }
+
+    #[test]
+    fn segments_are_zero_filled_to_their_size_before_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::create_sized(dir.path(), 3, 1, SMALL).expect("create");
+        wal.append(&[b"x"], &[]).expect("append");
+        drop(wal);
+        for n in [3, 4] {
+            let len = std::fs::metadata(segment_path(dir.path(), n))
+                .expect("segment")
+                .len();
+            assert_eq!(len, SMALL, "segment {n}");
+        }
+        std::fs::write(dir.path().join("0000000000000009.tmp"), b"half").expect("tmp");
+        let replay = Wal::read(dir.path()).expect("read");
+        assert_eq!(replay.segments, [3, 4], "a leftover .tmp is removed");
+        assert!(!dir.path().join("0000000000000009.tmp").exists());
+    }
+}
