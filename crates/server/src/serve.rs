@@ -240,7 +240,7 @@ async fn start_member(
         );
     }
     let own = members.get(&id).cloned().unwrap_or_default();
-    let log = LogStore::open(&config.data_dir.join("raft.redb"))
+    let log = LogStore::open(&config.data_dir.join("raft"))
         .map_err(|e| ServeError::Config(format!("cannot open the raft log: {e}")))?;
     let sm = StateMachine::new(store.shared().clone(), &config.data_dir)
         .map_err(|e| ServeError::Config(format!("cannot open the snapshot: {e}")))?;

@@ -795,7 +795,7 @@ impl Writer {
         let record = encode_record(&LocalRecordRef::Batch(cmds))?;
         let logged = self
             .wal
-            .append(&[&record], &[])
+            .append(&[&record], &[], true)
             .map_err(wal_error("writing the write-ahead log"))?;
         let row = logged.last_seq.to_be_bytes();
         let responses = match self
@@ -808,7 +808,7 @@ impl Writer {
                 let abort = encode_record(&LocalRecordRef::Abort {
                     seq: logged.last_seq,
                 })?;
-                if let Err(log_error) = self.wal.append(&[&abort], &[]) {
+                if let Err(log_error) = self.wal.append(&[&abort], &[], true) {
                     tracing::error!(error = %log_error, "logging an aborted batch failed");
                 }
                 return Err(e);
@@ -910,14 +910,14 @@ mod tests {
         let mut wal = Wal::create(&wal_dir, next, applied + 1).expect("create");
         for record in records {
             let bytes = encode_record(record).expect("encode");
-            wal.append(&[&bytes], &[]).expect("append");
+            wal.append(&[&bytes], &[], true).expect("append");
         }
         if torn_tail {
             // A batch whose write was cut short: a length and no payload.
             let bytes = encode_record(&LocalRecordRef::Batch(&[&put("torn")])).expect("encode");
             let mut head = (bytes.len() as u32).to_le_bytes().to_vec();
             head.extend_from_slice(&[0xab; 12]);
-            wal.append(&[], &[]).expect("nothing");
+            wal.append(&[], &[], true).expect("nothing");
             drop(wal);
             let path = wal_dir.join(format!("{next:016x}.wal"));
             let mut segment = std::fs::read(&path).expect("segment");

@@ -16,10 +16,12 @@
 //! - An append is one positioned write of whole records followed by one `fdatasync`; a batch
 //!   never spans two segments. After a failed write or sync the log refuses every further
 //!   append: what reached the disk is unknown, so nothing more may be acknowledged.
-//! - Records carry consecutive sequence numbers. Reading stops at the first record that is
-//!   incomplete, fails its checksum or breaks the sequence: a torn write (a batch whose sync
-//!   never returned, so never acknowledged) ends the log, and bytes left behind by older
-//!   writes cannot pass for records.
+//! - Records carry consecutive sequence numbers. Reading a segment stops at the first record
+//!   that is incomplete, fails its checksum or breaks the sequence: a torn write (a batch
+//!   whose sync never returned, so never acknowledged) ends it, and bytes left behind by
+//!   older writes cannot pass for records. The next segment continues the log only if its
+//!   first record continues the sequence (a log reopened after a torn write continues in a
+//!   new segment).
 //! - Segments are named by increasing numbers and read in that order; the caller removes a
 //!   segment only once nothing in it is needed ([`Wal::remove_below`]).
 
@@ -187,7 +189,8 @@ fn le_u64(bytes: &[u8]) -> u64 {
 
 /// Appends to `out` the records of one segment's bytes, from the start while they are
 /// whole, pass their checksum and continue the sequence (`expected`, once known). Answers
-/// whether the segment ended cleanly, so that the next one may continue the log.
+/// whether the segment's first record (if any) continued the sequence: if not, neither this
+/// segment nor any later one belongs to the log.
 fn parse_segment(
     bytes: &[u8],
     segment: u64,
@@ -202,13 +205,16 @@ fn parse_segment(
         let seq = le_u64(&head[8..]);
         if len == 0 && crc == 0 && seq == 0 {
             // Zeros: the segment's unused tail.
-            return true;
+            break;
         }
         let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
-            return false;
+            break;
         };
-        if checksum(seq, payload) != crc || expected.is_some_and(|e| e != seq) {
-            return false;
+        if checksum(seq, payload) != crc {
+            break;
+        }
+        if expected.is_some_and(|e| e != seq) {
+            return at != 0;
         }
         out.push(Record {
             seq,
@@ -218,6 +224,8 @@ fn parse_segment(
         *expected = Some(seq + 1);
         at += HEADER + len;
     }
+    // A torn or corrupt record ends this segment's part of the log; a later segment may
+    // still continue it (a log reopened after a torn write goes on in a new segment).
     true
 }
 
@@ -265,10 +273,21 @@ impl Wal {
         })
     }
 
-    /// Writes `payloads` as consecutive records and syncs them. When they do not fit in the
-    /// current segment, they go to a new one, which starts with `head` (if not empty): a
-    /// record restating what the caller needs from older segments, so those can go.
-    pub(crate) fn append(&mut self, payloads: &[&[u8]], head: &[u8]) -> io::Result<Appended> {
+    /// The segment being written.
+    pub(crate) fn segment(&self) -> u64 {
+        self.current.number
+    }
+
+    /// Writes `payloads` as consecutive records, and syncs them (with everything written
+    /// before) if `sync`. When they do not fit in the current segment, they go to a new one,
+    /// which starts with `head` (if not empty): a record restating what the caller needs
+    /// from older segments, so those can go.
+    pub(crate) fn append(
+        &mut self,
+        payloads: &[&[u8]],
+        head: &[u8],
+        sync: bool,
+    ) -> io::Result<Appended> {
         if self.failed {
             return Err(io::Error::other(
                 "an earlier write-ahead log write failed; the log takes no more appends",
@@ -277,6 +296,13 @@ impl Wal {
         let size = |p: &[u8]| (HEADER + p.len()) as u64;
         let needed: u64 = payloads.iter().map(|p| size(p)).sum();
         let rotated = self.offset + needed > self.current.len;
+        if rotated && !sync {
+            // The old segment's unsynced tail must be on disk before records go elsewhere.
+            if let Err(e) = self.current.file.sync_data() {
+                self.failed = true;
+                return Err(e);
+            }
+        }
         let mut seq = self.next_seq;
         self.buf.clear();
         if rotated {
@@ -291,11 +317,10 @@ impl Wal {
             push_record(&mut self.buf, seq, payload)?;
             seq += 1;
         }
-        let written = self
-            .current
-            .file
+        let file = &self.current.file;
+        let written = file
             .write_all_at(&self.buf, self.offset)
-            .and_then(|()| self.current.file.sync_data());
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             self.failed = true;
             return Err(e);
@@ -382,7 +407,7 @@ mod tests {
         let big = vec![7u8; 1500];
         let mut segments = Vec::new();
         for i in 0..6u8 {
-            let a = wal.append(&[&big, &[i]], b"head").expect("append");
+            let a = wal.append(&[&big, &[i]], b"head", true).expect("append");
             segments.push((a.segment, a.rotated));
         }
         // 1,517 + 17 bytes per append: two fit in 4 KiB, the third opens a new segment.
@@ -422,7 +447,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut wal = Wal::create_sized(dir.path(), 1, 1, SMALL).expect("create");
         for i in 0..3u8 {
-            wal.append(&[&[i; 100]], &[]).expect("append");
+            wal.append(&[&[i; 100]], &[], true).expect("append");
         }
         drop(wal);
         let path = segment_path(dir.path(), 1);
@@ -466,10 +491,10 @@ mod tests {
     fn a_later_segment_that_does_not_continue_the_sequence_is_not_part_of_the_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut wal = Wal::create_sized(dir.path(), 1, 1, SMALL).expect("create");
-        wal.append(&[b"a"], &[]).expect("append");
+        wal.append(&[b"a"], &[], true).expect("append");
         drop(wal);
         let mut other = Wal::create_sized(dir.path(), 5, 40, SMALL).expect("create");
-        other.append(&[b"b"], &[]).expect("append");
+        other.append(&[b"b"], &[], true).expect("append");
         drop(other);
         let replay = Wal::read(dir.path()).expect("read");
         assert_eq!(payloads(&replay), [(1, b"a".to_vec())]);
@@ -482,11 +507,11 @@ mod tests {
     fn a_batch_bigger_than_a_segment_gets_a_segment_of_its_own() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut wal = Wal::create_sized(dir.path(), 1, 1, SMALL).expect("create");
-        wal.append(&[b"small"], &[]).expect("append");
+        wal.append(&[b"small"], &[], true).expect("append");
         let big = vec![1u8; 10_000];
-        let a = wal.append(&[&big], &[]).expect("append");
+        let a = wal.append(&[&big], &[], true).expect("append");
         assert_eq!((a.segment, a.rotated, a.last_seq), (2, true, 2));
-        wal.append(&[b"after"], &[]).expect("append");
+        wal.append(&[b"after"], &[], true).expect("append");
         drop(wal);
         let replay = Wal::read(dir.path()).expect("read");
         assert_eq!(
@@ -499,7 +524,7 @@ mod tests {
     fn segments_are_zero_filled_to_their_size_before_use() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut wal = Wal::create_sized(dir.path(), 3, 1, SMALL).expect("create");
-        wal.append(&[b"x"], &[]).expect("append");
+        wal.append(&[b"x"], &[], true).expect("append");
         drop(wal);
         for n in [3, 4] {
             let len = std::fs::metadata(segment_path(dir.path(), n))

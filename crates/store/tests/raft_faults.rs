@@ -190,7 +190,7 @@ async fn cluster(router: &Router, n: u64) -> Vec<Node> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open_unstarted(StoreConfig::new(dir.path())).expect("store");
         let sm = StateMachine::new(store.shared().clone(), dir.path()).expect("sm");
-        let log = LogStore::open(&dir.path().join("raft.redb")).expect("log");
+        let log = LogStore::open(&dir.path().join("raft")).expect("log");
         let raft = Raft::new(id, config.clone(), router.clone(), log, sm)
             .await
             .expect("raft");

@@ -1,4 +1,4 @@
-//! openraft's storage conformance suite against stead's redb log store and MVCC state
+//! openraft's storage conformance suite against stead's write-ahead log store and MVCC state
 //! machine.
 
 use openraft::StorageError;
@@ -13,7 +13,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = LogStore::open(&dir.path().join("raft.redb")).expect("open the log");
+        let log = LogStore::open(&dir.path().join("raft")).expect("open the log");
         let store = Store::open_unstarted(StoreConfig::new(dir.path())).expect("open the store");
         let sm = StateMachine::new(store.shared().clone(), dir.path()).expect("state machine");
         Ok((dir, log, sm))
@@ -21,7 +21,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redb_log_and_mvcc_state_machine_pass_openrafts_storage_suite()
+async fn the_log_store_and_mvcc_state_machine_pass_openrafts_storage_suite()
 -> Result<(), StorageError<TypeConfig>> {
     Suite::test_all(Builder).await
 }

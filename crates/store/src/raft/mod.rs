@@ -1,8 +1,8 @@
-//! Replication with openraft: the Raft log on redb and the MVCC engine as the state
+//! Replication with openraft: the Raft log in a write-ahead log and the MVCC engine as the state
 //! machine. The network (peer RPCs) lives in the server, which owns every socket.
 //!
 //! ```text
-//!  client_write(Command) ─► leader log (raft.redb, fsync) ─► followers' logs (fsync)
+//!  client_write(Command) ─► leader log (raft/, fsync) ─► followers' logs (fsync)
 //!                                   │ committed
 //!                                   ▼
 //!         every member: StateMachine::apply ─► Shared::apply ─► MVCC (stead.redb) ─► Hub
