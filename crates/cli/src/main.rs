@@ -53,6 +53,11 @@ enum Command {
     Kubeconfig(kubeconfig::KubeconfigArgs),
 }
 
+/// mimalloc: the store's write and read paths allocate many small, short-lived buffers
+/// across threads, where it spends markedly less time than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
