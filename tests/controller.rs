@@ -335,7 +335,23 @@ fn controllers_ride_out_a_store_leader_change() {
     wait_for_replicas(&api, &pattern, 2, Duration::from_secs(30));
 
     cluster.kill(leader);
-    scale(&api, "sleepers", 3);
+    // A write that reaches the member while its forward to the dead leader fails is answered
+    // 503 with its outcome unknown (a broken connection may have carried it); like any
+    // client, ask again. Setting replicas is idempotent.
+    wait_until("the scale is accepted", Duration::from_secs(15), || {
+        let resp = api.patch(
+            &format!("{SETS}/sleepers"),
+            "application/merge-patch+json",
+            &json!({"spec": {"replicas": 3}}),
+        );
+        assert!(
+            resp.status == 200 || resp.status == 503,
+            "{}: {}",
+            resp.status,
+            resp.text()
+        );
+        resp.status == 200
+    });
     wait_for_replicas(&api, &pattern, 3, Duration::from_secs(30));
     let victim = pids_of(&pattern)[0];
     assert!(
