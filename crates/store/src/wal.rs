@@ -13,9 +13,11 @@
 //! - A segment is zero-filled and synced before its first record, so an append overwrites
 //!   blocks the file already owns: `fdatasync` flushes the data and no file metadata. That
 //!   is what makes a commit cost one disk flush.
-//! - An append is one positioned write of whole records followed by one `fdatasync`; a batch
-//!   never spans two segments. After a failed write or sync the log refuses every further
-//!   append: what reached the disk is unknown, so nothing more may be acknowledged.
+//! - An append is one positioned write of whole records followed by one `fdatasync` (or, if
+//!   the caller asks, none: the next synced append carries it, and a segment is synced
+//!   before the log moves on to the next); a batch never spans two segments. After a failed
+//!   write or sync the log refuses every further append: what reached the disk is unknown,
+//!   so nothing more may be acknowledged.
 //! - Records carry consecutive sequence numbers. Reading a segment stops at the first record
 //!   that is incomplete, fails its checksum or breaks the sequence: a torn write (a batch
 //!   whose sync never returned, so never acknowledged) ends it, and bytes left behind by
