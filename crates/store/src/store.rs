@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::lease::MIN_LEASE_TTL;
 use crate::mvcc::apply::LeaseChange;
+use crate::raft::{decode, encode};
 use crate::types::{
     AlarmType, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, RevisionEvents, TxnRequest, TxnResponse,
@@ -86,8 +87,12 @@ fn wal_error(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 fn encode_record(record: &LocalRecordRef<'_>) -> Result<Vec<u8>> {
-    postcard::to_allocvec(record)
-        .map_err(|e| wal_error("encoding a write-ahead log record")(std::io::Error::other(e)))
+    encode(record).map_err(wal_error("encoding a write-ahead log record"))
+}
+
+/// Where a single member's write-ahead log lives.
+fn wal_dir(config: &StoreConfig) -> std::path::PathBuf {
+    config.data_dir.join("wal")
 }
 
 /// Where the single member's write-ahead log resumes after recovery.
@@ -113,7 +118,7 @@ fn recover_local_writes(engine: &Engine, dir: &std::path::Path) -> Result<WalSta
     let mut batches = Vec::new();
     let mut aborted = std::collections::HashSet::new();
     for record in replay.records.iter().filter(|r| r.seq > applied) {
-        match postcard::from_bytes::<LocalRecord>(&record.payload) {
+        match decode::<LocalRecord>(&record.payload) {
             Ok(LocalRecord::Batch(cmds)) => batches.push((record.seq, cmds)),
             Ok(LocalRecord::Abort { seq }) => {
                 aborted.insert(seq);
@@ -353,12 +358,8 @@ impl Store {
     pub fn open(config: StoreConfig) -> Result<Store> {
         let store = Store::open_unstarted(config)?;
         let start = store.inner.wal_start;
-        let wal = Wal::create(
-            &store.inner.config.data_dir.join("wal"),
-            start.segment,
-            start.seq,
-        )
-        .map_err(wal_error("creating the write-ahead log"))?;
+        let wal = Wal::create(&wal_dir(&store.inner.config), start.segment, start.seq)
+            .map_err(wal_error("creating the write-ahead log"))?;
         let (tx, rx) = mpsc::channel(MAX_BATCH);
         let shared = store.inner.shared.clone();
         let handle = std::thread::Builder::new()
@@ -389,7 +390,7 @@ impl Store {
         let engine = Arc::new(Engine::open(&db_path, &config.engine)?);
         // Writes a single member logged but redb may not have durably (a replicated member
         // only finds a log left by an earlier single-member run).
-        let wal_start = recover_local_writes(&engine, &config.data_dir.join("wal"))?;
+        let wal_start = recover_local_writes(&engine, &wal_dir(&config))?;
         let (revision, compacted) = engine.revisions()?;
         let hub = Arc::new(Hub::new(revision, compacted));
 
