@@ -45,7 +45,7 @@ fn config(dir: &std::path::Path, api_url: Url) -> anyhow::Result<ServerConfig> {
         peer_tls: None,
         quota_backend_bytes: 2 << 30,
         backend_cache_bytes: 16 << 20,
-        snapshot_count: 10_000,
+        snapshot_count: crate::serve::SNAPSHOT_COUNT,
         snapshot_catchup_entries: 1_000,
         progress_notify_interval: Duration::from_secs(10),
         listen_api_url: Some(api_url),

@@ -8,6 +8,10 @@ use clap::Args;
 use stead_server::{Server, ServerConfig, TlsFiles};
 use url::Url;
 
+/// Applied entries between Raft snapshots unless told otherwise: etcd's default. Every
+/// snapshot writes out the whole keyspace, so taking them often costs writes their speed.
+pub(crate) const SNAPSHOT_COUNT: u64 = 100_000;
+
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
     /// Human-readable name of this member.
@@ -72,7 +76,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 16 << 20)]
     backend_cache_bytes: usize,
     /// Applied entries between Raft snapshots; the log behind a snapshot is then purged.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = SNAPSHOT_COUNT)]
     snapshot_count: u64,
     /// Log entries kept behind a snapshot so that slow followers catch up from the log.
     #[arg(long = "experimental-snapshot-catchup-entries", default_value_t = 1000)]

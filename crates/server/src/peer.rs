@@ -4,24 +4,30 @@
 //! Every call has a deadline; a dead peer makes calls fail fast with `Unreachable`, which
 //! openraft answers with backoff, so it never blocks the leader.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
+
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::network::v2::RaftNetworkV2;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkFactory};
 use stead_store::raft::{NodeInfo, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::steadpeer::peer_client::PeerClient;
 use crate::pb::steadpeer::{Blob, peer_server};
@@ -74,12 +80,48 @@ fn fatal(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
+type BlobStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl peer_server::Peer for PeerService {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = unblob(req.get_ref())?;
         let resp = self.raft.append_entries(rpc).await.map_err(fatal)?;
         Ok(Response::new(blob(&resp)?))
+    }
+
+    type StreamAppendStream = BlobStream;
+
+    /// The follower's end of [`PeerNetwork`]'s `stream_append`: requests go to the Raft core as
+    /// they arrive, answers come back in their order. A request that does not decode ends the
+    /// stream with an error after the answers to the requests before it.
+    async fn stream_append(
+        &self,
+        req: Request<Streaming<Blob>>,
+    ) -> Result<Response<BlobStream>, Status> {
+        let bad: Arc<Mutex<Option<Status>>> = Arc::default();
+        let bad_input = bad.clone();
+        let input = tokio_stream::StreamExt::map_while(req.into_inner(), move |msg| match msg {
+            Ok(b) => match unblob::<AppendEntriesRequest<TypeConfig>>(&b) {
+                Ok(rpc) => Some(rpc),
+                Err(status) => {
+                    *bad_input.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                    None
+                }
+            },
+            // The leader went away or reset the stream: nothing more to answer.
+            Err(_) => None,
+        });
+        let answers = self
+            .raft
+            .stream_append(input)
+            .map(|item| item.map_err(fatal).and_then(|res| blob(&res)));
+        let trailer =
+            futures::stream::once(
+                async move { bad.lock().unwrap_or_else(|e| e.into_inner()).take() },
+            )
+            .filter_map(|bad| async move { bad.map(Err) });
+        Ok(Response::new(Box::pin(answers.chain(trailer))))
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -226,22 +268,85 @@ impl PeerNetwork {
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let call = pick(&mut client, Blob { data: body });
         match tokio::time::timeout(ttl, call).await {
-            Err(_) => Err(RPCError::Timeout(Timeout {
-                action: kind,
-                id: self.local,
-                target: self.target,
-                timeout: ttl,
-            })),
-            Ok(Err(status)) => Err(match status.code() {
-                tonic::Code::Unavailable | tonic::Code::Unknown => {
-                    RPCError::Unreachable(Unreachable::new(&status))
-                }
-                _ => RPCError::Network(NetworkError::new(&status)),
-            }),
+            Err(_) => Err(self.timeout(kind, ttl)),
+            Ok(Err(status)) => Err(status_error(&status)),
             Ok(Ok(resp)) => {
                 decode(&resp.get_ref().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
             }
         }
+    }
+
+    fn timeout(&self, action: openraft::network::RPCTypes, ttl: Duration) -> RPCError<TypeConfig> {
+        RPCError::Timeout(Timeout {
+            action,
+            id: self.local,
+            target: self.target,
+            timeout: ttl,
+        })
+    }
+}
+
+/// A failed peer call as openraft sees it: a member that cannot be reached is backed off from.
+fn status_error(status: &Status) -> RPCError<TypeConfig> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown => {
+            RPCError::Unreachable(Unreachable::new(status))
+        }
+        _ => RPCError::Network(NetworkError::new(status)),
+    }
+}
+
+/// When each request still unanswered on an append stream was sent, oldest first.
+#[derive(Default)]
+struct Unanswered {
+    sent: Mutex<VecDeque<Instant>>,
+    more: Notify,
+}
+
+impl Unanswered {
+    fn push(&self) {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(Instant::now());
+        self.more.notify_one();
+    }
+
+    fn pop(&self) {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front();
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .front()
+            .copied()
+    }
+}
+
+/// The answers of an append stream. A request left unanswered for `ttl` ends it with a
+/// timeout (a paused or cut-off follower keeps its connection open); an idle stream waits.
+async fn next_answer(
+    answers: &mut Streaming<Blob>,
+    unanswered: &Unanswered,
+    ttl: Duration,
+) -> Result<Option<Blob>, Option<Status>> {
+    loop {
+        let answer = match unanswered.oldest() {
+            Some(sent) => match tokio::time::timeout_at(sent + ttl, answers.message()).await {
+                Ok(answer) => answer,
+                Err(_) => return Err(None),
+            },
+            None => tokio::select! {
+                answer = answers.message() => answer,
+                () = unanswered.more.notified() => continue,
+            },
+        };
+        return answer.map_err(Some);
     }
 }
 
@@ -263,6 +368,74 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
             |c, b| Box::pin(c.append_entries(b)),
         )
         .await
+    }
+
+    /// One gRPC stream per replication session: requests go out as openraft makes them,
+    /// without waiting for the answer to the one before (the stream keeps their order), and
+    /// each costs a message instead of a call.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        // As for a single append: a follower answers after its fsync, and a catching-up
+        // batch can be large.
+        let ttl = option.soft_ttl().max(Duration::from_secs(2));
+        let action = openraft::network::RPCTypes::AppendEntries;
+        Box::pin(async move {
+            let mut client = self
+                .channels
+                .get(&self.url)
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            let unanswered = Arc::new(Unanswered::default());
+            let sent = unanswered.clone();
+            let requests = tokio_stream::StreamExt::map_while(input, move |rpc| {
+                match encode(&rpc) {
+                    Ok(data) => {
+                        sent.push();
+                        Some(Blob { data })
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode an append request; ending the stream");
+                        None
+                    }
+                }
+            });
+            let answers = match tokio::time::timeout(ttl, client.stream_append(requests)).await {
+                Err(_) => return Err(self.timeout(action, ttl)),
+                Ok(Err(status)) => return Err(status_error(&status)),
+                Ok(Ok(resp)) => resp.into_inner(),
+            };
+            let timed_out = self.timeout(action, ttl);
+            let answers = futures::stream::unfold(Some((answers, unanswered)), move |state| {
+                let timed_out = timed_out.clone();
+                async move {
+                    let (mut answers, unanswered) = state?;
+                    let item = match next_answer(&mut answers, &unanswered, ttl).await {
+                        Ok(None) => return None,
+                        Ok(Some(b)) => {
+                            unanswered.pop();
+                            decode::<StreamAppendResult<TypeConfig>>(&b.data)
+                                .map_err(|e| RPCError::Network(NetworkError::new(&e)))
+                        }
+                        Err(None) => Err(timed_out),
+                        Err(Some(status)) => Err(status_error(&status)),
+                    };
+                    let go_on = item.is_ok();
+                    Some((item, go_on.then_some((answers, unanswered))))
+                }
+            });
+            Ok(Box::pin(answers) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(
