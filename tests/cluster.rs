@@ -112,6 +112,74 @@ async fn every_member_serves_writes_and_linearizable_reads() {
     }
 }
 
+/// A follower gathers the writes that wait for the leader into shared calls; each caller
+/// must still get its own write's outcome: its revision, or its own error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_at_a_follower_each_get_their_own_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), 3);
+    let follower = (leader(&cluster, Duration::from_secs(20)).await + 1) % 3;
+    let kv = KvClient::new(channel(&cluster.endpoint(follower)).await);
+    let writes = (0..200).map(|i| {
+        let mut kv = kv.clone();
+        async move {
+            // Every fifth write keeps the value of a key that does not exist: etcd refuses it.
+            let keep = i % 5 == 0;
+            let req = pb::PutRequest {
+                key: format!("f{i}").into_bytes(),
+                value: if keep {
+                    Vec::new()
+                } else {
+                    format!("v{i}").into_bytes()
+                },
+                ignore_value: keep,
+                ..Default::default()
+            };
+            (i, kv.put(req).await)
+        }
+    });
+    let outcomes = futures::future::join_all(writes).await;
+    let mut revisions = std::collections::BTreeSet::new();
+    let mut kv = KvClient::new(channel(&cluster.endpoint(follower)).await);
+    for (i, outcome) in outcomes {
+        let key = format!("f{i}");
+        let got = kv
+            .range(pb::RangeRequest {
+                key: key.clone().into_bytes(),
+                ..Default::default()
+            })
+            .await
+            .expect("range")
+            .into_inner();
+        if i % 5 == 0 {
+            let status = outcome.expect_err("keeping the value of a missing key must fail");
+            assert_eq!(status.message(), "etcdserver: key not found", "{key}");
+            assert!(got.kvs.is_empty(), "{key} was written: {:?}", got.kvs);
+            continue;
+        }
+        let revision = outcome
+            .unwrap_or_else(|e| panic!("{key}: {e}"))
+            .into_inner()
+            .header
+            .expect("header")
+            .revision;
+        assert!(
+            revisions.insert(revision),
+            "{key}: revision {revision} answered twice"
+        );
+        let stored = got
+            .kvs
+            .first()
+            .unwrap_or_else(|| panic!("{key} is missing"));
+        assert_eq!(stored.value, format!("v{i}").into_bytes(), "{key}");
+        assert_eq!(
+            stored.mod_revision, revision,
+            "{key} answered another write's revision"
+        );
+    }
+    assert_eq!(revisions.len(), 160);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_under_write_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
@@ -17,6 +19,7 @@ use stead_store::raft::{LogId, NodeInfo, Raft, Reply, TypeConfig, decode, encode
 use stead_store::{Command, CommandResponse, Error, ProposeFuture, Proposer, Shared};
 use tonic::Status;
 
+use crate::forward::{Forwarded, Forwarder};
 use crate::pb::steadpeer::Blob;
 use crate::pb::steadpeer::peer_client::PeerClient;
 use crate::peer::{Channels, LeaderService};
@@ -26,7 +29,7 @@ use tonic::transport::Channel;
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// Deadline of a request forwarded to the leader: a hung leader must not hang its callers.
-const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
+pub const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
 
 async fn forwarded<T>(
     call: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
@@ -83,6 +86,8 @@ pub struct Member {
     /// entry and then a uniform one, and a second change proposed in between would make the
     /// first one's last step fail its precondition although its effect went through.
     pub changes: Arc<tokio::sync::Mutex<()>>,
+    /// Carries writes to the leader when this member does not lead.
+    pub forwarder: Forwarder,
 }
 
 /// A snapshot of what Raft reports, for Status and MemberList.
@@ -159,10 +164,6 @@ enum ReadIndexError {
     NotLeader,
     Failed(String),
 }
-
-/// The leader's answer to a forwarded proposal: the log index of its entry, and what
-/// applying it gave.
-type Proposed = (u64, Result<CommandResponse, stead_store::CommandError>);
 
 fn reply_to_result(reply: Reply) -> stead_store::Result<CommandResponse> {
     match reply {
@@ -244,10 +245,10 @@ impl Member {
     }
 
     async fn propose_cmd(&self, cmd: Command) -> stead_store::Result<CommandResponse> {
-        let body = encode(&cmd).map_err(replication)?;
+        let local = cmd.clone();
         self.at_leader(
             move |member| {
-                let cmd = cmd.clone();
+                let cmd = local.clone();
                 Box::pin(async move {
                     match member.raft.client_write(cmd).await {
                         Ok(resp) => Attempt::Done(reply_to_result(resp.data)),
@@ -256,15 +257,11 @@ impl Member {
                     }
                 })
             },
-            move |member, mut client, _| {
-                let body = body.clone();
+            move |member, client, leader| {
+                let cmd = cmd.clone();
                 Box::pin(async move {
-                    match forwarded(client.propose(Blob { data: body })).await {
-                        Ok(resp) => {
-                            let (index, result) = match decode::<Proposed>(&resp.get_ref().data) {
-                                Ok(p) => p,
-                                Err(e) => return Attempt::Done(Err(replication(e))),
-                            };
+                    match member.forwarder.forward(leader, client, cmd).await {
+                        Ok(Forwarded::Applied(index, result)) => {
                             // Like etcd, answer only once this member has applied the entry
                             // too: a serializable read here, or a defragmentation after a
                             // compaction, must see it. What is applied is committed, so the
@@ -281,6 +278,8 @@ impl Member {
                             }
                             Attempt::Done(result.map_err(Error::from))
                         }
+                        Ok(Forwarded::NotLeader) => Attempt::Retry,
+                        Ok(Forwarded::Failed(reason)) => Attempt::Done(Err(replication(reason))),
                         // Anything but "not sent at all" leaves the outcome unknown.
                         Err(s) => remote_failure(s),
                     }
@@ -611,26 +610,40 @@ fn internal(e: impl std::fmt::Display) -> Status {
 impl LeaderService for Member {
     fn propose(
         &self,
-        cmd: Blob,
+        cmds: Blob,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Blob, Status>> + Send>> {
         let member = self.clone();
         Box::pin(async move {
-            let cmd: Command = decode(&cmd.data).map_err(internal)?;
-            match member.raft.client_write(cmd).await {
-                Ok(resp) => {
-                    let index = resp.log_id.index;
-                    let result = match reply_to_result(resp.data) {
-                        Ok(r) => Ok(r),
-                        Err(e) => Err(e.to_command_error().ok_or_else(|| internal(&e))?),
-                    };
-                    let proposed: Proposed = (index, result);
-                    Ok(Blob {
-                        data: encode(&proposed).map_err(internal)?,
-                    })
-                }
-                Err(e) if not_appended(&e) => Err(not_leader()),
-                Err(e) => Err(Status::unavailable(e.to_string())),
-            }
+            let cmds: Vec<Command> = decode(&cmds.data).map_err(internal)?;
+            let count = cmds.len();
+            let results = member
+                .raft
+                .client_write_many(cmds)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let mut outcomes: Vec<Forwarded> = results
+                .map(|result| match result {
+                    Ok(Ok(resp)) => match reply_to_result(resp.response) {
+                        Ok(r) => Forwarded::Applied(resp.log_id.index, Ok(r)),
+                        Err(e) => match e.to_command_error() {
+                            Some(e) => Forwarded::Applied(resp.log_id.index, Err(e)),
+                            None => Forwarded::Failed(e.to_string()),
+                        },
+                    },
+                    Ok(Err(openraft::errors::ClientWriteError::ForwardToLeader(_))) => {
+                        Forwarded::NotLeader
+                    }
+                    Ok(Err(e)) => Forwarded::Failed(e.to_string()),
+                    Err(fatal) => Forwarded::Failed(fatal.to_string()),
+                })
+                .collect()
+                .await;
+            outcomes.resize_with(count, || {
+                Forwarded::Failed("the leader stopped before answering".into())
+            });
+            Ok(Blob {
+                data: encode(&outcomes).map_err(internal)?,
+            })
         })
     }
 

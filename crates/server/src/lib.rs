@@ -13,6 +13,7 @@ pub mod authority;
 pub mod cluster;
 pub mod convert;
 pub mod etcd;
+pub mod forward;
 pub mod gateway;
 pub mod metrics;
 pub mod pb;

@@ -19,6 +19,7 @@ use url::Url;
 use crate::authority::AuthorityFix;
 use crate::cluster::Member;
 use crate::etcd::{EtcdApi, MemberInfo};
+use crate::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::pb;
 use crate::pb::steadpeer::peer_server::PeerServer;
@@ -278,6 +279,7 @@ async fn start_member(
         shared: store.shared().clone(),
         channels,
         changes: Arc::default(),
+        forwarder: Forwarder::new(crate::cluster::FORWARD_DEADLINE),
     };
     let peer = tonic::service::Routes::new(
         PeerServer::new(PeerService {
