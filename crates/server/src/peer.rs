@@ -7,6 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -296,14 +297,32 @@ fn status_error(status: &Status) -> RPCError<TypeConfig> {
     }
 }
 
-/// When each request still unanswered on an append stream was sent, oldest first.
+/// When each request still unanswered on an append stream was sent, oldest first, and
+/// whether the requests have ended.
 #[derive(Default)]
 struct Unanswered {
     sent: Mutex<VecDeque<Instant>>,
+    ended: AtomicBool,
     more: Notify,
 }
 
 impl Unanswered {
+    /// No request will follow (set after the last `push`).
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.more.notify_one();
+    }
+
+    /// Every request was sent and answered: the stream has nothing left to give.
+    fn all_answered(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+            && self
+                .sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
     fn push(&self) {
         self.sent
             .lock()
@@ -330,12 +349,17 @@ impl Unanswered {
 
 /// The answers of an append stream. A request left unanswered for `ttl` ends it with a
 /// timeout (a paused or cut-off follower keeps its connection open); an idle stream waits.
+/// Once the requests have ended and each has its answer, the stream ends without waiting
+/// for the follower to close it (a heartbeat is one request, and its round ends here).
 async fn next_answer(
     answers: &mut Streaming<Blob>,
     unanswered: &Unanswered,
     ttl: Duration,
 ) -> Result<Option<Blob>, Option<Status>> {
     loop {
+        if unanswered.all_answered() {
+            return Ok(None);
+        }
         let answer = match unanswered.oldest() {
             Some(sent) => match tokio::time::timeout_at(sent + ttl, answers.message()).await {
                 Ok(answer) => answer,
@@ -398,6 +422,7 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
             let unanswered = Arc::new(Unanswered::default());
             let sent = unanswered.clone();
+            let ended = unanswered.clone();
             let requests = tokio_stream::StreamExt::map_while(input, move |rpc| {
                 match encode(&rpc) {
                     Ok(data) => {
@@ -409,7 +434,11 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
                         None
                     }
                 }
-            });
+            })
+            .chain(futures::stream::poll_fn(move |_| {
+                ended.end();
+                std::task::Poll::Ready(None)
+            }));
             let answers = match tokio::time::timeout(ttl, client.stream_append(requests)).await {
                 Err(_) => return Err(self.timeout(action, ttl)),
                 Ok(Err(status)) => return Err(status_error(&status)),
