@@ -10,7 +10,7 @@
 # throughput against clients, made by bench/plot.py).
 # `footprint`: RSS and on-disk size after loading 100k (and, with FOOTPRINT_KEYS=1000000,
 # 1M) keys of 256 B, cold start time, and recovery time after kill -9; the disk's fsync
-# latency beside a single client's put latency.
+# latency beside a single client's put latency (three rounds each for stead and etcd).
 # `resources`: stead's REST API alone (etcd has none): apply throughput, and the fan-out of
 # resource events to 1,000 watchers.
 #
@@ -31,6 +31,7 @@ start_cluster() { # kind n
   for ((i = 0; i < n; i++)); do initial+="${initial:+,}m$i=http://127.0.0.1:$((23800 + i))"; done
   pids=()
   for ((i = 0; i < n; i++)); do
+    rm -rf "$work/$kind-$n-m$i"  # always a fresh member
     local args=(--name "m$i" --data-dir "$work/$kind-$n-m$i"
       --listen-client-urls "http://127.0.0.1:$((23790 + i))" --advertise-client-urls "http://127.0.0.1:$((23790 + i))"
       --listen-peer-urls "http://127.0.0.1:$((23800 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((23800 + i))"
@@ -41,11 +42,20 @@ start_cluster() { # kind n
   done
   endpoints=""
   for ((i = 0; i < n; i++)); do endpoints+="${endpoints:+,}127.0.0.1:$((23790 + i))"; done
+  local ready=""
   for _ in $(seq 100); do
-    ETCDCTL_API=3 etcdctl --endpoints="$endpoints" --command-timeout=1s put __ready 1 >/dev/null 2>&1 && return 0
+    ETCDCTL_API=3 etcdctl --endpoints="$endpoints" --command-timeout=1s put __ready 1 >/dev/null 2>&1 && { ready=1; break; }
     sleep 0.2
   done
-  echo "$kind did not become ready" >&2; exit 1
+  [ -n "$ready" ] || { echo "$kind did not become ready" >&2; exit 1; }
+  if ((n > 1)); then
+    # One client talks to the first endpoint only: make that a follower in both systems, so
+    # one-client figures compare like with like (at the leader, nothing is forwarded).
+    local leader
+    leader=$(ETCDCTL_API=3 etcdctl --endpoints="$endpoints" endpoint status -w simple | awk -F', ' '$5 == "true" { print $1 }')
+    [ -n "$leader" ] || { echo "$kind: no leader in endpoint status" >&2; exit 1; }
+    endpoints="$(tr , '\n' <<<"$endpoints" | grep -vx "$leader" | paste -sd,),$leader"
+  fi
 }
 stop_cluster() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
 
@@ -119,15 +129,30 @@ ready_ms() { # endpoint: milliseconds until a put succeeds
   echo $(( (t1 - t0) / 1000000 ))
 }
 
+# The disk's fsync latency beside a single client's put latency, on a fresh single member
+# of each system: three alternating rounds (the probe's own spread on a VM is wide), each
+# ratio printed, and the median.
+fsync_ratio() {
+  local kind i disk put ratios=()
+  printf '\n1-client put p50 against the disk (4 KiB appended + fdatasync in the data directory)\n'
+  printf '%-6s %6s %10s %10s %7s\n' system round fsync_ms put_ms ratio
+  for kind in stead etcd; do
+    ratios=()
+    start_cluster "$kind" 1
+    for i in 1 2 3; do
+      disk=$("$stead" bench fsync --data-dir "$work" --total 2000 --no-progress --json)
+      put=$("$stead" bench put --endpoints 127.0.0.1:23790 --clients 1 --total 2000 --no-progress --json)
+      ratios+=("$(awk -v a="$(field "$put" p50_ms)" -v b="$(field "$disk" p50_ms)" 'BEGIN { printf "%.2f", a / b }')")
+      printf '%-6s %6s %10.3f %10.3f %7s\n' "$kind" "$i" "$(field "$disk" p50_ms)" "$(field "$put" p50_ms)" "${ratios[-1]}"
+    done
+    stop_cluster
+    printf '%-6s median ratio %s\n' "$kind" "$(printf '%s\n' "${ratios[@]}" | sort -n | sed -n 2p)"
+  done
+}
+
 footprint() {
   local keys=${FOOTPRINT_KEYS:-100000} kind
-  local disk; disk=$("$stead" bench fsync --data-dir "$work" --total 2000 --no-progress --json)
-  start_cluster stead 1
-  local put; put=$("$stead" bench put --endpoints 127.0.0.1:23790 --clients 1 --total 2000 --no-progress --json)
-  stop_cluster
-  printf '\ndisk fsync (4 KiB + fdatasync) p50 %.3f ms; stead 1-client put p50 %.3f ms (%.2fx)\n' \
-    "$(field "$disk" p50_ms)" "$(field "$put" p50_ms)" \
-    "$(awk -v a="$(field "$put" p50_ms)" -v b="$(field "$disk" p50_ms)" 'BEGIN { print a / b }')"
+  fsync_ratio
   printf '\nfootprint after %s keys of 256 B\n%-6s %10s %10s %12s %14s\n' "$keys" system rss_mb disk_mb cold_start_ms recovery_ms
   for kind in stead etcd; do
     local dir="$work/fp-$kind" ep=127.0.0.1:23790

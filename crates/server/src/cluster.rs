@@ -1,7 +1,8 @@
 //! A replicated member: the Raft handle wired to the store (as its [`Proposer`]) and to the
 //! peer service (answering what followers forward to the leader).
 //!
-//! - Writes: `client_write` on the leader; a follower forwards the command to the leader.
+//! - Writes: `client_write` on the leader; a follower forwards the command to the leader
+//!   ([`crate::forward`] gathers the writes waiting at the same time into one call).
 //! - Linearizable reads: read-index — the leader confirms its leadership with a quorum and
 //!   names a log index; the member waits until it has applied that far, then reads locally.
 //! - Lease keep-alives go to the leader, which alone decides expiry.

@@ -1,8 +1,13 @@
 //! Member-to-member traffic over gRPC: the Raft RPCs (server handlers and the openraft
 //! network client) and the requests a follower forwards to the leader.
 //!
-//! Every call has a deadline; a dead peer makes calls fail fast with `Unreachable`, which
-//! openraft answers with backoff, so it never blocks the leader.
+//! Log entries and heartbeats travel on `StreamAppend`, one bidirectional stream per
+//! replication session (or heartbeat round): each AppendEntries request is a message, sent
+//! without waiting for the answers to those before it, and the answers come back in order.
+//!
+//! Every call has a deadline, and an append stream fails when a request waits too long for
+//! its answer; a dead peer makes calls fail fast with `Unreachable`, which openraft answers
+//! with backoff, so it never blocks the leader.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
