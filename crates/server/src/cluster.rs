@@ -30,9 +30,10 @@ use tonic::transport::Channel;
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// Deadline of a request forwarded to the leader: a hung leader must not hang its callers.
-pub const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
+const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
 
-async fn forwarded<T>(
+/// `call` to the leader, failed with `DeadlineExceeded` after [`FORWARD_DEADLINE`].
+pub(crate) async fn forwarded<T>(
     call: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
 ) -> Result<tonic::Response<T>, Status> {
     tokio::time::timeout(FORWARD_DEADLINE, call)
@@ -246,10 +247,12 @@ impl Member {
     }
 
     async fn propose_cmd(&self, cmd: Command) -> stead_store::Result<CommandResponse> {
-        let local = cmd.clone();
+        // One copy per attempt, wherever it goes.
+        let cmd = Arc::new(cmd);
+        let remote_cmd = cmd.clone();
         self.at_leader(
             move |member| {
-                let cmd = local.clone();
+                let cmd = Command::clone(&cmd);
                 Box::pin(async move {
                     match member.raft.client_write(cmd).await {
                         Ok(resp) => Attempt::Done(reply_to_result(resp.data)),
@@ -259,7 +262,7 @@ impl Member {
                 })
             },
             move |member, client, leader| {
-                let cmd = cmd.clone();
+                let cmd = Command::clone(&remote_cmd);
                 Box::pin(async move {
                     match member.forwarder.forward(leader, client, cmd).await {
                         Ok(Forwarded::Applied(index, result)) => {

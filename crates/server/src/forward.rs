@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use stead_store::raft::{decode, encode};
 use stead_store::{Command, CommandError, CommandResponse};
@@ -17,6 +16,7 @@ use tokio::sync::oneshot;
 use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::cluster::forwarded;
 use crate::pb::steadpeer::Blob;
 use crate::pb::steadpeer::peer_client::PeerClient;
 
@@ -71,21 +71,12 @@ impl Queue {
 }
 
 /// The follower's side of forwarding; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Forwarder {
     queue: Arc<Mutex<Queue>>,
-    deadline: Duration,
 }
 
 impl Forwarder {
-    /// `deadline`: how long a call may wait for the leader's answer.
-    pub fn new(deadline: Duration) -> Self {
-        Forwarder {
-            queue: Arc::default(),
-            deadline,
-        }
-    }
-
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -125,7 +116,7 @@ impl Forwarder {
     /// Makes `call`, then the calls for the writes that arrived meanwhile, until none wait.
     async fn calls(self, mut call: Vec<Pending>) {
         loop {
-            send(call, self.deadline).await;
+            send(call).await;
             let mut queue = self.queue();
             match queue.next_call() {
                 Some(next) => call = next,
@@ -139,18 +130,16 @@ impl Forwarder {
 }
 
 /// One call carrying `batch`; every write in it gets its outcome.
-async fn send(batch: Vec<Pending>, deadline: Duration) {
+async fn send(batch: Vec<Pending>) {
     let mut client = batch[0].client.clone();
     let cmds: Vec<&Command> = batch.iter().map(|p| &p.cmd).collect();
     let outcome = match encode(&cmds) {
-        Ok(data) => match tokio::time::timeout(deadline, client.propose(Blob { data })).await {
-            Ok(Ok(resp)) => decode::<Vec<Forwarded>>(&resp.get_ref().data)
-                .map_err(|e| Status::internal(format!("bad answer from the leader: {e}"))),
-            Ok(Err(status)) => Err(status),
-            Err(_) => Err(Status::deadline_exceeded(
-                "the leader did not answer in time",
-            )),
-        },
+        Ok(data) => forwarded(client.propose(Blob { data }))
+            .await
+            .and_then(|resp| {
+                decode::<Vec<Forwarded>>(&resp.get_ref().data)
+                    .map_err(|e| Status::internal(format!("bad answer from the leader: {e}")))
+            }),
         Err(e) => Err(Status::internal(e.to_string())),
     };
     match outcome {

@@ -90,12 +90,6 @@ type BlobStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl peer_server::Peer for PeerService {
-    async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = unblob(req.get_ref())?;
-        let resp = self.raft.append_entries(rpc).await.map_err(fatal)?;
-        Ok(Response::new(blob(&resp)?))
-    }
-
     type StreamAppendStream = BlobStream;
 
     /// The follower's end of [`PeerNetwork`]'s `stream_append`: requests go to the Raft core as
@@ -318,16 +312,6 @@ impl Unanswered {
         self.more.notify_one();
     }
 
-    /// Every request was sent and answered: the stream has nothing left to give.
-    fn all_answered(&self) -> bool {
-        self.ended.load(Ordering::Acquire)
-            && self
-                .sent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-    }
-
     fn push(&self) {
         self.sent
             .lock()
@@ -343,12 +327,15 @@ impl Unanswered {
             .pop_front();
     }
 
-    fn oldest(&self) -> Option<Instant> {
-        self.sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .front()
-            .copied()
+    /// When the oldest unanswered request was sent; `Err` once every request was sent and
+    /// answered (the stream has nothing left to give).
+    fn oldest(&self) -> Result<Option<Instant>, ()> {
+        let ended = self.ended.load(Ordering::Acquire);
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        match sent.front() {
+            None if ended => Err(()),
+            oldest => Ok(oldest.copied()),
+        }
     }
 }
 
@@ -362,15 +349,13 @@ async fn next_answer(
     ttl: Duration,
 ) -> Result<Option<Blob>, Option<Status>> {
     loop {
-        if unanswered.all_answered() {
-            return Ok(None);
-        }
         let answer = match unanswered.oldest() {
-            Some(sent) => match tokio::time::timeout_at(sent + ttl, answers.message()).await {
+            Err(()) => return Ok(None),
+            Ok(Some(sent)) => match tokio::time::timeout_at(sent + ttl, answers.message()).await {
                 Ok(answer) => answer,
                 Err(_) => return Err(None),
             },
-            None => tokio::select! {
+            Ok(None) => tokio::select! {
                 answer = answers.message() => answer,
                 () = unanswered.more.notified() => continue,
             },
@@ -382,21 +367,22 @@ async fn next_answer(
 impl RaftNetworkV2<TypeConfig> for PeerNetwork {
     type SnapshotData = Vec<u8>;
 
+    /// openraft sends every append through [`Self::stream_append`]; a single one is a stream
+    /// of one.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        // A follower answers after its fsync, and a catching-up batch can be large: allow
-        // more than the heartbeat-sized soft TTL.
-        let ttl = option.soft_ttl().max(Duration::from_secs(2));
-        self.call(
-            openraft::network::RPCTypes::AppendEntries,
-            &rpc,
-            ttl,
-            |c, b| Box::pin(c.append_entries(b)),
-        )
-        .await
+        let mut answers = self
+            .stream_append(futures::stream::once(async { rpc }).boxed(), option)
+            .await?;
+        match answers.next().await {
+            Some(answer) => answer.map(AppendEntriesResponse::from),
+            None => Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other("the append stream ended without an answer"),
+            ))),
+        }
     }
 
     /// One gRPC stream per replication session: requests go out as openraft makes them,

@@ -279,7 +279,7 @@ async fn start_member(
         shared: store.shared().clone(),
         channels,
         changes: Arc::default(),
-        forwarder: Forwarder::new(crate::cluster::FORWARD_DEADLINE),
+        forwarder: Forwarder::default(),
     };
     let peer = tonic::service::Routes::new(
         PeerServer::new(PeerService {
