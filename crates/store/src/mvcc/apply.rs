@@ -14,7 +14,7 @@
 //! - Index entries above the committed revision are invisible to readers, so the index may
 //!   run ahead of the commit; if the commit fails the caller rebuilds the index from disk.
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 
 use crate::backend::codec::Record;
 use crate::backend::schema::{
@@ -62,16 +62,48 @@ pub(crate) struct Applier<'t, 'i> {
     pub(crate) kv: Table<'t, (u64, u32), &'static [u8]>,
     pub(crate) index: &'i mut Index,
     meta: Table<'t, &'static str, i64>,
-    leases: Table<'t, i64, i64>,
-    lease_keys: Table<'t, (i64, &'static [u8]), ()>,
-    lease_checkpoints: Table<'t, i64, i64>,
-    alarms: Table<'t, (u64, u8), ()>,
+    leases: Lazy<'t, i64, i64>,
+    lease_keys: Lazy<'t, (i64, &'static [u8]), ()>,
+    lease_checkpoints: Lazy<'t, i64, i64>,
+    alarms: Lazy<'t, (u64, u8), ()>,
     pub(crate) state: State,
     /// Events of the revision being built (`state.revision + 1`).
     pending: Vec<Event>,
     produced: Vec<RevisionEvents>,
     /// Lease grants and revokes applied, for the caller's expiry bookkeeping.
     lease_changes: Vec<LeaseChange>,
+}
+
+/// A table opened on first use: most batches only touch `kv` and `meta`, and every table
+/// opened costs the commit work.
+struct Lazy<'t, K: Key + 'static, V: Value + 'static> {
+    txn: &'t WriteTransaction,
+    definition: TableDefinition<'static, K, V>,
+    context: &'static str,
+    table: Option<Table<'t, K, V>>,
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> Lazy<'t, K, V> {
+    fn new(
+        txn: &'t WriteTransaction,
+        definition: TableDefinition<'static, K, V>,
+        context: &'static str,
+    ) -> Self {
+        Lazy {
+            txn,
+            definition,
+            context,
+            table: None,
+        }
+    }
+
+    fn open(&mut self) -> Result<&mut Table<'t, K, V>> {
+        let table = match self.table.take() {
+            Some(table) => table,
+            None => self.txn.open_table(self.definition).ctx(self.context)?,
+        };
+        Ok(self.table.insert(table))
+    }
 }
 
 /// A lease that appeared or disappeared in an applied batch.
@@ -96,17 +128,19 @@ impl<'t, 'i> Applier<'t, 'i> {
             kv: txn.open_table(KV).ctx("opening kv")?,
             index,
             meta,
-            leases: txn.open_table(LEASES).ctx("opening leases")?,
-            lease_keys: txn.open_table(LEASE_KEYS).ctx("opening lease_keys")?,
-            lease_checkpoints: txn
-                .open_table(LEASE_CHECKPOINTS)
-                .ctx("opening lease_checkpoints")?,
-            alarms: txn.open_table(ALARMS).ctx("opening alarms")?,
+            leases: Lazy::new(txn, LEASES, "opening leases"),
+            lease_keys: Lazy::new(txn, LEASE_KEYS, "opening lease_keys"),
+            lease_checkpoints: Lazy::new(txn, LEASE_CHECKPOINTS, "opening lease_checkpoints"),
+            alarms: Lazy::new(txn, ALARMS, "opening alarms"),
             state,
             pending: Vec::new(),
             produced: Vec::new(),
             lease_changes: Vec::new(),
         })
+    }
+
+    fn lease_exists(&mut self, id: i64) -> Result<bool> {
+        Ok(self.leases.open()?.get(id).ctx("reading leases")?.is_some())
     }
 
     /// Persists the revisions and hands back what the batch produced.
@@ -167,10 +201,13 @@ impl<'t, 'i> Applier<'t, 'i> {
                 if *ttl > MAX_LEASE_TTL {
                     return Err(Error::LeaseTtlTooLarge { ttl: *ttl });
                 }
-                if self.leases.get(*id).ctx("reading leases")?.is_some() {
+                if self.lease_exists(*id)? {
                     return Err(Error::LeaseExists { id: *id });
                 }
-                self.leases.insert(*id, *ttl).ctx("writing leases")?;
+                self.leases
+                    .open()?
+                    .insert(*id, *ttl)
+                    .ctx("writing leases")?;
                 self.lease_changes
                     .push(LeaseChange::Granted { id: *id, ttl: *ttl });
                 CommandResponse::LeaseGrant {
@@ -189,8 +226,9 @@ impl<'t, 'i> Applier<'t, 'i> {
             Command::LeaseCheckpoint { remaining } => {
                 for (id, left) in remaining {
                     // A checkpoint may trail a revoke: only live leases are recorded.
-                    if self.leases.get(*id).ctx("reading leases")?.is_some() {
+                    if self.lease_exists(*id)? {
                         self.lease_checkpoints
+                            .open()?
                             .insert(*id, *left)
                             .ctx("writing lease_checkpoints")?;
                     }
@@ -206,12 +244,12 @@ impl<'t, 'i> Applier<'t, 'i> {
             } => {
                 let key = (*member, alarm_code(*alarm));
                 if *activate {
-                    self.alarms.insert(key, ()).ctx("writing alarms")?;
+                    self.alarms.open()?.insert(key, ()).ctx("writing alarms")?;
                 } else {
-                    self.alarms.remove(key).ctx("writing alarms")?;
+                    self.alarms.open()?.remove(key).ctx("writing alarms")?;
                 }
                 CommandResponse::Alarm {
-                    alarms: read_alarms(&self.alarms)?,
+                    alarms: read_alarms(self.alarms.open()?)?,
                     revision: self.state.revision,
                 }
             }
@@ -273,11 +311,11 @@ impl<'t, 'i> Applier<'t, 'i> {
         Ok(())
     }
 
-    fn check_put_state(&self, req: &PutRequest) -> Result<()> {
+    fn check_put_state(&mut self, req: &PutRequest) -> Result<()> {
         if (req.ignore_value || req.ignore_lease) && self.latest(&req.key)?.is_none() {
             return Err(Error::KeyNotFound);
         }
-        if req.lease != 0 && self.leases.get(req.lease).ctx("reading leases")?.is_none() {
+        if req.lease != 0 && !self.lease_exists(req.lease)? {
             return Err(Error::LeaseNotFound { id: req.lease });
         }
         Ok(())
@@ -308,11 +346,13 @@ impl<'t, 'i> Applier<'t, 'i> {
         let prev_lease = prev.as_ref().map_or(0, |p| p.lease);
         if prev_lease != 0 && prev_lease != lease {
             self.lease_keys
+                .open()?
                 .remove((prev_lease, req.key.as_slice()))
                 .ctx("writing lease_keys")?;
         }
         if lease != 0 {
             self.lease_keys
+                .open()?
                 .insert((lease, req.key.as_slice()), ())
                 .ctx("writing lease_keys")?;
         }
@@ -347,6 +387,7 @@ impl<'t, 'i> Applier<'t, 'i> {
         self.write(&prev.key, &Record::tombstone(rev))?;
         if prev.lease != 0 {
             self.lease_keys
+                .open()?
                 .remove((prev.lease, prev.key.as_slice()))
                 .ctx("writing lease_keys")?;
         }
@@ -363,12 +404,13 @@ impl<'t, 'i> Applier<'t, 'i> {
     }
 
     fn lease_revoke(&mut self, id: i64) -> Result<()> {
-        if self.leases.get(id).ctx("reading leases")?.is_none() {
+        if !self.lease_exists(id)? {
             return Err(Error::LeaseNotFound { id });
         }
         let mut keys = Vec::new();
         for entry in self
             .lease_keys
+            .open()?
             .range((id, &[][..])..)
             .ctx("reading lease_keys")?
         {
@@ -384,8 +426,9 @@ impl<'t, 'i> Applier<'t, 'i> {
                 self.delete_key(&kv)?;
             }
         }
-        self.leases.remove(id).ctx("writing leases")?;
+        self.leases.open()?.remove(id).ctx("writing leases")?;
         self.lease_checkpoints
+            .open()?
             .remove(id)
             .ctx("writing lease_checkpoints")?;
         self.lease_changes.push(LeaseChange::Revoked { id });
@@ -393,7 +436,11 @@ impl<'t, 'i> Applier<'t, 'i> {
     }
 
     /// Checks the ops on the chosen path against the current state before any of them runs.
-    fn check_path(&self, req: &TxnRequest, path: &mut impl Iterator<Item = bool>) -> Result<()> {
+    fn check_path(
+        &mut self,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = bool>,
+    ) -> Result<()> {
         let ops = req.branch(path.next().unwrap_or(false));
         for op in ops {
             match op {

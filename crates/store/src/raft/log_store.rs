@@ -225,6 +225,24 @@ impl Writer {
 pub struct LogStore {
     memory: Arc<Mutex<Memory>>,
     jobs: mpsc::Sender<Job>,
+    /// Dropped after `jobs` (field order), so the writer sees its queue close first.
+    _writer: Arc<WriterThread>,
+}
+
+/// Joins the writer thread when the last handle goes: by then every queued record is
+/// written and the spare segment prepared, so the directory can be opened again at once
+/// (a log reopened while the old writer still prepared its spare found the spare's
+/// temporary file vanish under it).
+struct WriterThread(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the raft log writer thread panicked");
+        }
+    }
 }
 
 fn writer_gone() -> io::Error {
@@ -285,12 +303,13 @@ impl LogStore {
         };
         writer.remove_purged_segments();
         let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || writer.run(queue))?;
         Ok(LogStore {
             memory: Arc::new(Mutex::new(memory)),
             jobs,
+            _writer: Arc::new(WriterThread(Some(handle))),
         })
     }
 

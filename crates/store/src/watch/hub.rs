@@ -1,37 +1,111 @@
-//! [`Hub`]: publishes committed revisions to watch streams.
+//! [`Hub`]: publishes committed revisions to watch streams, waking only the streams that
+//! watch a key the revisions changed.
+//!
+//! ```text
+//!  publish(revisions) ─► for each subscription:
+//!                          watches a changed key? ─► queue Batch, wake the stream
+//!                          otherwise              ─► queue Quiet{from, to} (merged with the
+//!                                                    Quiet before it), no wake-up
+//! ```
+//!
+//! A stream that watches `/registry/crds/` is not woken by a million puts elsewhere, yet
+//! learns from the Quiet entries that its watchers are synced through those revisions.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
+use crate::mvcc::keys::KeyRange;
 use crate::types::RevisionEvents;
 
-/// How many committed batches a stream may fall behind before it lags and catches up from
+/// How many entries a subscription may fall behind before it lags and catches up from
 /// history instead.
 const LIVE_CAPACITY: usize = 1024;
 
 /// A batch of revisions committed together.
 pub type Batch = Arc<[RevisionEvents]>;
 
+/// What a subscription receives, in commit order.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// Revisions committed together, at least one of them touching a watched key.
+    Batch(Batch),
+    /// Revisions `from..=to` were committed and none touched a watched key.
+    Quiet { from: i64, to: i64 },
+    /// Entries were dropped (the subscriber fell behind, or a snapshot replaced the
+    /// state): whatever is missing must be read from history. Always the last entry.
+    Lagged,
+}
+
 /// The publish side of watches.
 ///
 /// # Correctness
-/// `revision` is raised *before* the batch is sent, so a stream that reads `revision()` and
-/// then reads history up to it has seen (or will receive) every later batch.
+/// - `revision` is raised *before* a batch is queued, and a subscription's interest is
+///   checked under its lock. A stream that adds a key range to its interest and *then*
+///   reads `revision()` therefore finds every later revision that touches the range
+///   queued as a [`Live::Batch`]; earlier ones are at or below the revision it read.
+/// - Every revision published after [`Hub::subscribe`] reaches the subscription as a
+///   `Batch` or a `Quiet` entry, in order, until a [`Live::Lagged`].
 #[derive(Debug)]
 pub struct Hub {
-    live: broadcast::Sender<Batch>,
     revision: AtomicI64,
     compacted: AtomicI64,
+    inboxes: Mutex<Vec<Arc<Inbox>>>,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    state: Mutex<InboxState>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct InboxState {
+    /// Key ranges watched, by watcher id.
+    interest: Vec<(i64, KeyRange)>,
+    queue: VecDeque<Live>,
+    /// `queue` ends in `Lagged`; nothing more is queued until it is taken.
+    lagged: bool,
+    /// `queue` holds a `Batch` or `Lagged`: the stream has been woken for it.
+    woken: bool,
+}
+
+impl InboxState {
+    fn push(&mut self, entry: Live) {
+        if self.queue.len() >= LIVE_CAPACITY {
+            self.lag();
+        } else {
+            self.woken |= matches!(entry, Live::Batch(_));
+            self.queue.push_back(entry);
+        }
+    }
+
+    fn lag(&mut self) {
+        self.queue.clear();
+        self.queue.push_back(Live::Lagged);
+        self.lagged = true;
+        self.woken = true;
+    }
+
+    fn wants(&self, batch: &[RevisionEvents], span: &KeyRange) -> bool {
+        self.interest.iter().any(|(_, range)| {
+            range.overlaps(span)
+                && batch
+                    .iter()
+                    .flat_map(|r| &r.events)
+                    .any(|e| range.contains(&e.kv.key))
+        })
+    }
 }
 
 impl Hub {
     pub fn new(revision: i64, compacted: i64) -> Self {
         Hub {
-            live: broadcast::channel(LIVE_CAPACITY).0,
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
+            inboxes: Mutex::new(Vec::new()),
         }
     }
 
@@ -45,8 +119,13 @@ impl Hub {
         self.compacted.load(Ordering::Acquire)
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Batch> {
-        self.live.subscribe()
+    /// Receives every revision published from now on; read [`Hub::revision`] after this
+    /// call to know where the subscription starts. It wakes only for revisions touching
+    /// the ranges added with [`Subscription::watch`].
+    pub fn subscribe(&self) -> Subscription {
+        let inbox = Arc::new(Inbox::default());
+        lock(&self.inboxes).push(inbox.clone());
+        Subscription { inbox }
     }
 
     /// Called after the whole state was replaced (a snapshot installed): streams learn that
@@ -54,16 +133,190 @@ impl Hub {
     pub fn publish_jump(&self, revision: i64, compacted: i64) {
         self.compacted.store(compacted, Ordering::Release);
         self.revision.store(revision, Ordering::Release);
-        let _ = self.live.send(Vec::new().into());
+        let mut inboxes = lock(&self.inboxes);
+        inboxes.retain(|inbox| Arc::strong_count(inbox) > 1);
+        for inbox in inboxes.iter() {
+            let mut state = lock(&inbox.state);
+            if !state.lagged {
+                state.lag();
+            }
+            drop(state);
+            inbox.wake.notify_one();
+        }
     }
 
-    /// Called after a batch is durable.
+    /// Called after a batch is durable and visible to reads.
     pub fn publish(&self, revision: i64, compacted: i64, events: Vec<RevisionEvents>) {
         self.compacted.store(compacted, Ordering::Release);
         self.revision.store(revision, Ordering::Release);
-        if !events.is_empty() {
-            // No receivers is not an error: nobody is watching.
-            let _ = self.live.send(events.into());
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return;
+        };
+        let (from, to) = (first.revision, last.revision);
+        let span = key_span(&events);
+        let batch: Batch = events.into();
+        let mut inboxes = lock(&self.inboxes);
+        // A subscription only the hub holds has been dropped.
+        inboxes.retain(|inbox| Arc::strong_count(inbox) > 1);
+        for inbox in inboxes.iter() {
+            let mut state = lock(&inbox.state);
+            if state.lagged {
+                continue;
+            }
+            if state.wants(&batch, &span) {
+                state.push(Live::Batch(batch.clone()));
+                drop(state);
+                inbox.wake.notify_one();
+                continue;
+            }
+            match state.queue.back_mut() {
+                Some(Live::Quiet { to: end, .. }) if *end + 1 == from => *end = to,
+                _ => state.push(Live::Quiet { from, to }),
+            }
         }
+    }
+}
+
+/// The smallest key range holding every key `batch` changed.
+fn key_span(batch: &[RevisionEvents]) -> KeyRange {
+    let mut keys = batch.iter().flat_map(|r| &r.events).map(|e| &e.kv.key[..]);
+    let Some(first) = keys.next() else {
+        return KeyRange::new(b"", b"");
+    };
+    let (low, high) = keys.fold((first, first), |(low, high), key| {
+        (low.min(key), high.max(key))
+    });
+    let mut end = high.to_vec();
+    end.push(0);
+    KeyRange::new(low, &end)
+}
+
+/// One stream's feed from the [`Hub`]; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    inbox: Arc<Inbox>,
+}
+
+impl Subscription {
+    /// Adds `range` (watcher `id`'s) to the keys whose changes wake this subscription.
+    /// Read [`Hub::revision`] after this call: every later change in `range` is queued.
+    pub fn watch(&self, id: i64, range: KeyRange) {
+        lock(&self.inbox.state).interest.push((id, range));
+    }
+
+    /// Removes watcher `id`'s range.
+    pub fn unwatch(&self, id: i64) {
+        lock(&self.inbox.state)
+            .interest
+            .retain(|(watcher, _)| *watcher != id);
+    }
+
+    /// Everything queued, oldest first (empty if nothing is).
+    pub fn take(&self) -> Vec<Live> {
+        Self::take_from(&mut lock(&self.inbox.state))
+    }
+
+    fn take_from(state: &mut InboxState) -> Vec<Live> {
+        state.lagged = false;
+        state.woken = false;
+        state.queue.drain(..).collect()
+    }
+
+    /// Waits for a batch touching a watched key (or a lag), then takes everything queued.
+    /// Cancel safe: entries are only taken by the poll that returns them.
+    pub async fn recv(&self) -> Vec<Live> {
+        loop {
+            {
+                let mut state = lock(&self.inbox.state);
+                if state.woken {
+                    return Self::take_from(&mut state);
+                }
+            }
+            // A wake-up sent since `take` is kept as a permit, so none is missed.
+            self.inbox.wake.notified().await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Event, EventType, KeyValue};
+
+    fn revision(revision: i64, key: &str) -> RevisionEvents {
+        RevisionEvents {
+            revision,
+            events: vec![Event {
+                kind: EventType::Put,
+                kv: KeyValue {
+                    key: key.as_bytes().to_vec(),
+                    mod_revision: revision,
+                    ..KeyValue::default()
+                },
+                prev_kv: None,
+            }],
+        }
+    }
+
+    fn revisions(entries: &[Live]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| match e {
+                Live::Batch(b) => format!("batch {}", b[0].revision),
+                Live::Quiet { from, to } => format!("quiet {from}-{to}"),
+                Live::Lagged => "lagged".to_string(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_changes_to_watched_keys_wake_a_subscription_and_quiet_revisions_merge() {
+        let hub = Hub::new(1, 0);
+        let sub = hub.subscribe();
+        sub.watch(7, KeyRange::new(b"a/", b"a0"));
+        hub.publish(2, 0, vec![revision(2, "b/1")]);
+        hub.publish(4, 0, vec![revision(3, "b/2"), revision(4, "c")]);
+        let woken = tokio::time::timeout(std::time::Duration::from_millis(50), sub.recv()).await;
+        assert!(woken.is_err(), "woken by keys it does not watch");
+        hub.publish(5, 0, vec![revision(5, "a/x")]);
+        hub.publish(6, 0, vec![revision(6, "z")]);
+        assert_eq!(
+            revisions(&sub.recv().await),
+            ["quiet 2-4", "batch 5", "quiet 6-6"]
+        );
+        sub.unwatch(7);
+        hub.publish(7, 0, vec![revision(7, "a/x")]);
+        assert_eq!(revisions(&sub.take()), ["quiet 7-7"]);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_that_falls_behind_gets_one_lagged_then_resumes() {
+        let hub = Hub::new(0, 0);
+        let sub = hub.subscribe();
+        sub.watch(0, KeyRange::new(b"\0", b"\0"));
+        let n = LIVE_CAPACITY as i64 + 5;
+        for rev in 1..=n {
+            hub.publish(rev, 0, vec![revision(rev, "k")]);
+        }
+        assert_eq!(revisions(&sub.recv().await), ["lagged"]);
+        hub.publish(n + 1, 0, vec![revision(n + 1, "k")]);
+        assert_eq!(revisions(&sub.take()), [format!("batch {}", n + 1)]);
+        hub.publish_jump(n + 10, 0);
+        assert_eq!(revisions(&sub.take()), ["lagged"]);
+    }
+
+    #[test]
+    fn a_dropped_subscription_is_forgotten() {
+        let hub = Hub::new(0, 0);
+        let sub = hub.subscribe();
+        drop(sub);
+        hub.publish(1, 0, vec![revision(1, "k")]);
+        assert!(lock(&hub.inboxes).is_empty());
     }
 }

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::Store;
 use crate::error::Error;
 use crate::mvcc::keys::KeyRange;
 use crate::types::{Event, EventType, RevisionEvents};
+use crate::watch::hub::{Live, Subscription};
 
 /// Most events read from history per catch-up step (a revision is never split).
 const CATCH_UP_EVENTS: usize = 1000;
@@ -106,6 +107,10 @@ impl Watcher {
 
 struct StreamState {
     store: Store,
+    live: Subscription,
+    /// The newest revision the live feed has accounted for: every watcher that is not
+    /// behind has been sent everything up to here.
+    seen: i64,
     watchers: BTreeMap<i64, Watcher>,
     next_auto_id: i64,
     out: mpsc::Sender<WatchOutput>,
@@ -121,9 +126,12 @@ pub async fn serve_watch(
     progress_interval: Duration,
 ) {
     // Subscribe before anything reads the current revision: see `Hub`'s correctness note.
-    let mut live = store.hub().subscribe();
+    let live = store.hub().subscribe();
+    let seen = store.hub().revision();
     let mut state = StreamState {
         store,
+        live,
+        seen,
         watchers: BTreeMap::new(),
         next_auto_id: 0,
         out,
@@ -139,21 +147,14 @@ pub async fn serve_watch(
         let ok = tokio::select! {
             biased;
             req = requests.recv(), if requests_open => match req {
-                Some(req) => state.handle(req, &mut live).await,
+                Some(req) => state.handle(req).await,
                 None => {
                     requests_open = false;
                     true
                 }
             },
             () = state.out.closed() => false,
-            batch = live.recv() => match batch {
-                Ok(batch) => state.deliver(&batch).await,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    state.mark_lagging();
-                    true
-                }
-                Err(broadcast::error::RecvError::Closed) => false,
-            },
+            entries = state.live.recv() => state.take_in(entries).await,
             () = std::future::ready(()), if behind => state.catch_up().await,
             _ = ticker.tick() => state.progress_notify().await,
         };
@@ -168,12 +169,7 @@ impl StreamState {
         self.out.send(msg).await.is_ok()
     }
 
-    async fn handle(
-        &mut self,
-        req: WatchRequest,
-        live: &mut broadcast::Receiver<crate::watch::hub::Batch>,
-    ) -> bool {
-        let current = self.store.hub().revision();
+    async fn handle(&mut self, req: WatchRequest) -> bool {
         match req {
             WatchRequest::Create(spec) => {
                 let id = if spec.watch_id != 0 {
@@ -188,20 +184,24 @@ impl StreamState {
                     return self
                         .send(WatchOutput::Canceled {
                             watch_id: id,
-                            revision: current,
+                            revision: self.store.hub().revision(),
                             compact_revision: 0,
                             reason: "mvcc: duplicate watch ID provided on the WatchStream"
                                 .to_string(),
                         })
                         .await;
                 }
+                let range = KeyRange::new(&spec.key, &spec.range_end);
+                // Watch the range before reading the revision: see `Hub`'s correctness note.
+                self.live.watch(id, range.clone());
+                let current = self.store.hub().revision();
                 let next_rev = if spec.start_revision > 0 {
                     spec.start_revision
                 } else {
                     current + 1
                 };
                 let watcher = Watcher {
-                    range: KeyRange::new(&spec.key, &spec.range_end),
+                    range,
                     behind: next_rev <= current,
                     next_rev,
                     spec,
@@ -217,31 +217,58 @@ impl StreamState {
                 if self.watchers.remove(&id).is_none() {
                     return true;
                 }
+                self.live.unwatch(id);
                 self.send(WatchOutput::Canceled {
                     watch_id: id,
-                    revision: current,
+                    revision: self.store.hub().revision(),
                     compact_revision: 0,
                     reason: String::new(),
                 })
                 .await
             }
             WatchRequest::Progress => {
-                // Take in what is already published so "synced" is judged on fresh state.
-                loop {
-                    match live.try_recv() {
-                        Ok(batch) => {
-                            if !self.deliver(&batch).await {
-                                return false;
-                            }
-                        }
-                        Err(broadcast::error::TryRecvError::Lagged(_)) => self.mark_lagging(),
-                        Err(_) => break,
-                    }
-                }
                 self.progress_requested = true;
                 self.answer_progress().await
             }
         }
+    }
+
+    /// Takes in entries from the live feed, in order.
+    async fn take_in(&mut self, entries: Vec<Live>) -> bool {
+        for entry in entries {
+            match entry {
+                Live::Batch(batch) => {
+                    if let Some(last) = batch.last() {
+                        self.seen = self.seen.max(last.revision);
+                    }
+                    if !self.deliver(&batch).await {
+                        return false;
+                    }
+                }
+                Live::Quiet { from, to } => {
+                    self.seen = self.seen.max(to);
+                    for w in self.watchers.values_mut() {
+                        if w.behind || w.next_rev > to {
+                            continue;
+                        }
+                        if w.next_rev < from {
+                            w.behind = true;
+                        } else {
+                            w.next_rev = to + 1;
+                        }
+                    }
+                }
+                Live::Lagged => self.mark_lagging(),
+            }
+        }
+        true
+    }
+
+    /// Takes in whatever the live feed has queued (quiet revisions never wake the stream),
+    /// so that "synced" is judged on fresh state.
+    async fn catch_live(&mut self) -> bool {
+        let entries = self.live.take();
+        self.take_in(entries).await
     }
 
     /// Answers a pending progress request once every watcher is synced, so the bookmark
@@ -251,7 +278,10 @@ impl StreamState {
         if !self.progress_requested {
             return true;
         }
-        let revision = self.store.hub().revision();
+        if !self.catch_live().await {
+            return false;
+        }
+        let revision = self.seen;
         if !self.watchers.values().all(|w| w.is_synced(revision)) {
             return true;
         }
@@ -300,6 +330,7 @@ impl StreamState {
 
     fn mark_lagging(&mut self) {
         let current = self.store.hub().revision();
+        self.seen = self.seen.max(current);
         for w in self.watchers.values_mut() {
             if w.next_rev <= current {
                 w.behind = true;
@@ -343,6 +374,7 @@ impl StreamState {
             }
             Err(Error::Compacted { compacted, .. }) => {
                 self.watchers.remove(&id);
+                self.live.unwatch(id);
                 self.send(WatchOutput::Canceled {
                     watch_id: id,
                     revision: to,
@@ -354,6 +386,7 @@ impl StreamState {
             Err(e) => {
                 tracing::error!(error = %e, "reading watch history failed");
                 self.watchers.remove(&id);
+                self.live.unwatch(id);
                 self.send(WatchOutput::Canceled {
                     watch_id: id,
                     revision: to,
@@ -366,7 +399,10 @@ impl StreamState {
     }
 
     async fn progress_notify(&mut self) -> bool {
-        let revision = self.store.hub().revision();
+        if !self.catch_live().await {
+            return false;
+        }
+        let revision = self.seen;
         let due: Vec<i64> = self
             .watchers
             .iter()
