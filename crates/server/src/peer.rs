@@ -1,9 +1,11 @@
 //! Member-to-member traffic over gRPC: the Raft RPCs (server handlers and the openraft
 //! network client) and the requests a follower forwards to the leader.
 //!
-//! Log entries and heartbeats travel on `StreamAppend`, one bidirectional stream per
-//! replication session (or heartbeat round): each AppendEntries request is a message, sent
-//! without waiting for the answers to those before it, and the answers come back in order.
+//! Log entries and heartbeats travel on `StreamAppend` bidirectional streams: each
+//! AppendEntries request is a message, sent without waiting for the answers to those before
+//! it, and the answers come back in order. A stream outlives the replication session or
+//! heartbeat round that opened it: the next one to the same follower reuses it, so a
+//! heartbeat round (and every linearizable read runs one) costs two messages, not a call.
 //!
 //! Every call has a deadline, and an append stream fails when a request waits too long for
 //! its answer; a dead peer makes calls fail fast with `Unreachable`, which openraft answers
@@ -30,7 +32,7 @@ use openraft::raft::{
 };
 use openraft::{OptionalSend, RaftNetworkFactory};
 use stead_store::raft::{NodeInfo, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
@@ -237,6 +239,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             url: node.peer_url.clone(),
             channels: self.channels.clone(),
+            session: None,
         }
     }
 }
@@ -246,9 +249,84 @@ pub struct PeerNetwork {
     target: u64,
     url: String,
     channels: Channels,
+    /// The append stream left open by the last `stream_append` that ended cleanly.
+    session: Option<Session>,
+}
+
+/// Requests buffered towards one follower before the sender waits.
+const SESSION_BUFFER: usize = 64;
+
+/// An open `StreamAppend` call: requests go in through `requests`, answers come out of
+/// `answers` in their order. Between two `stream_append` calls nothing is unanswered.
+struct Session {
+    requests: mpsc::Sender<Blob>,
+    answers: Streaming<Blob>,
+}
+
+/// One `stream_append` on a [`Session`]. The session goes back to its slot only when the
+/// call's requests have ended and each has its answer; a call dropped or failed earlier
+/// takes it down with it (a late answer must not pass for the next call's).
+struct AppendCall<'s> {
+    slot: &'s mut Option<Session>,
+    session: Option<Session>,
+    unanswered: Arc<Unanswered>,
+    forward: tokio::task::JoinHandle<()>,
+}
+
+impl AppendCall<'_> {
+    fn finish(mut self) {
+        *self.slot = self.session.take();
+    }
+}
+
+impl Drop for AppendCall<'_> {
+    fn drop(&mut self) {
+        self.forward.abort();
+    }
+}
+
+/// Feeds a call's requests into its session.
+async fn forward_requests<S>(
+    mut input: S,
+    requests: mpsc::Sender<Blob>,
+    unanswered: Arc<Unanswered>,
+) where
+    S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin,
+{
+    while let Some(rpc) = input.next().await {
+        let data = match encode(&rpc) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode an append request; ending the stream");
+                break;
+            }
+        };
+        unanswered.push();
+        if requests.send(Blob { data }).await.is_err() {
+            // The stream is gone; its answers end with the error.
+            break;
+        }
+    }
+    unanswered.end();
 }
 
 impl PeerNetwork {
+    /// Opens a `StreamAppend` call to the follower.
+    async fn open_session(&self, ttl: Duration) -> Result<Session, RPCError<TypeConfig>> {
+        let mut client = self
+            .channels
+            .get(&self.url)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let (requests, queue) = mpsc::channel(SESSION_BUFFER);
+        let call = client.stream_append(tokio_stream::wrappers::ReceiverStream::new(queue));
+        let answers = match tokio::time::timeout(ttl, call).await {
+            Err(_) => return Err(self.timeout(openraft::network::RPCTypes::AppendEntries, ttl)),
+            Ok(Err(status)) => return Err(status_error(&status)),
+            Ok(Ok(resp)) => resp.into_inner(),
+        };
+        Ok(Session { requests, answers })
+    }
+
     async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         kind: openraft::network::RPCTypes,
@@ -385,9 +463,10 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         }
     }
 
-    /// One gRPC stream per replication session: requests go out as openraft makes them,
-    /// without waiting for the answer to the one before (the stream keeps their order), and
-    /// each costs a message instead of a call.
+    /// Requests go out on the follower's append stream as openraft makes them, without
+    /// waiting for the answer to the one before (the stream keeps their order), each a
+    /// message instead of a call; the stream stays open for the next replication session or
+    /// heartbeat round.
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
@@ -405,53 +484,48 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         // As for a single append: a follower answers after its fsync, and a catching-up
         // batch can be large.
         let ttl = option.soft_ttl().max(Duration::from_secs(2));
-        let action = openraft::network::RPCTypes::AppendEntries;
         Box::pin(async move {
-            let mut client = self
-                .channels
-                .get(&self.url)
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-            let unanswered = Arc::new(Unanswered::default());
-            let sent = unanswered.clone();
-            let ended = unanswered.clone();
-            let requests = tokio_stream::StreamExt::map_while(input, move |rpc| {
-                match encode(&rpc) {
-                    Ok(data) => {
-                        sent.push();
-                        Some(Blob { data })
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot encode an append request; ending the stream");
-                        None
-                    }
-                }
-            })
-            .chain(futures::stream::poll_fn(move |_| {
-                ended.end();
-                std::task::Poll::Ready(None)
-            }));
-            let answers = match tokio::time::timeout(ttl, client.stream_append(requests)).await {
-                Err(_) => return Err(self.timeout(action, ttl)),
-                Ok(Err(status)) => return Err(status_error(&status)),
-                Ok(Ok(resp)) => resp.into_inner(),
+            let session = match self.session.take() {
+                // A follower that restarted or reset the stream dropped its receiving end.
+                Some(session) if !session.requests.is_closed() => session,
+                _ => self.open_session(ttl).await?,
             };
-            let timed_out = self.timeout(action, ttl);
-            let answers = futures::stream::unfold(Some((answers, unanswered)), move |state| {
+            let timed_out = self.timeout(openraft::network::RPCTypes::AppendEntries, ttl);
+            let unanswered = Arc::new(Unanswered::default());
+            let forward = tokio::spawn(forward_requests(
+                input,
+                session.requests.clone(),
+                unanswered.clone(),
+            ));
+            let call = AppendCall {
+                slot: &mut self.session,
+                session: Some(session),
+                unanswered,
+                forward,
+            };
+            let answers = futures::stream::unfold(Some(call), move |state| {
                 let timed_out = timed_out.clone();
                 async move {
-                    let (mut answers, unanswered) = state?;
-                    let item = match next_answer(&mut answers, &unanswered, ttl).await {
-                        Ok(None) => return None,
+                    let mut call = state?;
+                    let session = call.session.as_mut()?;
+                    let item = match next_answer(&mut session.answers, &call.unanswered, ttl).await
+                    {
+                        Ok(None) => {
+                            call.finish();
+                            return None;
+                        }
                         Ok(Some(b)) => {
-                            unanswered.pop();
+                            call.unanswered.pop();
                             decode::<StreamAppendResult<TypeConfig>>(&b.data)
                                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))
                         }
                         Err(None) => Err(timed_out),
                         Err(Some(status)) => Err(status_error(&status)),
                     };
-                    let go_on = item.is_ok();
-                    Some((item, go_on.then_some((answers, unanswered))))
+                    // The follower ends its side after a refused append (a conflict or a
+                    // higher vote), so the stream goes with this call.
+                    let go_on = matches!(item, Ok(Ok(_)));
+                    Some((item, go_on.then_some(call)))
                 }
             });
             Ok(Box::pin(answers) as BoxStream<'s, _>)
