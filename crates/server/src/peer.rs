@@ -586,3 +586,145 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use openraft::testing::log_id;
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    use super::*;
+    use crate::pb::steadpeer::peer_server::PeerServer;
+
+    /// A follower that answers each append with the request's `prev_log_id` (so an answer
+    /// names its request) after `leader_commit`'s index in milliseconds, and counts the
+    /// append streams opened.
+    #[derive(Clone, Default)]
+    struct Follower {
+        streams: Arc<AtomicUsize>,
+    }
+
+    fn unused(call: &str) -> Result<Response<Blob>, Status> {
+        Err(Status::unimplemented(call.to_string()))
+    }
+
+    #[tonic::async_trait]
+    impl peer_server::Peer for Follower {
+        type StreamAppendStream = BlobStream;
+
+        async fn stream_append(
+            &self,
+            req: Request<Streaming<Blob>>,
+        ) -> Result<Response<BlobStream>, Status> {
+            self.streams.fetch_add(1, Ordering::SeqCst);
+            let answers = req.into_inner().then(|msg| async move {
+                let rpc: AppendEntriesRequest<TypeConfig> = unblob(&msg?)?;
+                let delay = rpc.leader_commit.as_ref().map_or(0, |c| c.index);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let answer: StreamAppendResult<TypeConfig> = Ok(rpc.prev_log_id);
+                blob(&answer)
+            });
+            Ok(Response::new(Box::pin(answers)))
+        }
+
+        async fn vote(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unused("vote")
+        }
+
+        async fn install_snapshot(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unused("install_snapshot")
+        }
+
+        async fn transfer_leader(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unused("transfer_leader")
+        }
+
+        async fn propose(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unused("propose")
+        }
+
+        async fn read_index(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unused("read_index")
+        }
+
+        async fn keep_alive(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unused("keep_alive")
+        }
+
+        async fn change_members(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unused("change_members")
+        }
+    }
+
+    /// An empty append naming `prev`, answered after `delay_ms`.
+    fn append(prev: u64, delay_ms: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new(1, 1),
+            prev_log_id: Some(log_id::<TypeConfig>(1, 1, prev)),
+            leader_commit: (delay_ms > 0).then(|| log_id::<TypeConfig>(1, 1, delay_ms)),
+            entries: Vec::new(),
+        }
+    }
+
+    fn option() -> RPCOption {
+        RPCOption::new(Duration::from_millis(500))
+    }
+
+    /// Sends `prevs` as one `stream_append` call and returns what each answer names.
+    async fn call(net: &mut PeerNetwork, prevs: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let requests: Vec<_> = prevs.into_iter().map(|p| append(p, 0)).collect();
+        let answers = net
+            .stream_append(futures::stream::iter(requests), option())
+            .await
+            .expect("stream opens");
+        answers
+            .map(|a| match a {
+                Ok(Ok(Some(prev))) => prev.index,
+                other => panic!("unexpected answer {other:?}"),
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn append_calls_share_one_stream_until_a_call_leaves_an_answer_behind() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let follower = Follower::default();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(PeerServer::new(follower.clone()))
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let mut net = PeerNetwork {
+            local: 1,
+            target: 2,
+            url: format!("http://{addr}"),
+            channels: Channels::default(),
+            session: None,
+        };
+        // Heartbeat rounds (one request each) and a pipelined batch: one stream for all.
+        for i in 1..=3 {
+            assert_eq!(call(&mut net, [i]).await, [i]);
+        }
+        assert_eq!(call(&mut net, 10..20).await, (10..20).collect::<Vec<_>>());
+        assert_eq!(follower.streams.load(Ordering::SeqCst), 1);
+
+        // A round given up before its slow answer (as a heartbeat round times out): the
+        // stream goes with it, so the late answer cannot pass for the next round's.
+        {
+            let mut answers = net
+                .stream_append(futures::stream::iter([append(30, 300)]), option())
+                .await
+                .expect("stream opens");
+            let early = tokio::time::timeout(Duration::from_millis(50), answers.next()).await;
+            assert!(early.is_err(), "answered before its delay: {early:?}");
+        }
+        assert_eq!(call(&mut net, [31]).await, [31]);
+        assert_eq!(call(&mut net, [32]).await, [32]);
+        assert_eq!(follower.streams.load(Ordering::SeqCst), 2);
+    }
+}
