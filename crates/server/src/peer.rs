@@ -455,12 +455,17 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         let mut answers = self
             .stream_append(futures::stream::once(async { rpc }).boxed(), option)
             .await?;
-        match answers.next().await {
+        let answer = match answers.next().await {
             Some(answer) => answer.map(AppendEntriesResponse::from),
             None => Err(RPCError::Network(NetworkError::new(
                 &std::io::Error::other("the append stream ended without an answer"),
             ))),
+        };
+        // Read on to the end, which leaves the stream open for the next call.
+        if answer.is_ok() {
+            let _ = answers.next().await;
         }
+        answer
     }
 
     /// Requests go out on the follower's append stream as openraft makes them, without
@@ -511,7 +516,11 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
                     let item = match next_answer(&mut session.answers, &call.unanswered, ttl).await
                     {
                         Ok(None) => {
-                            call.finish();
+                            // Ended cleanly, or the follower ended its side (then the
+                            // stream goes with this call).
+                            if call.unanswered.oldest().is_err() {
+                                call.finish();
+                            }
                             return None;
                         }
                         Ok(Some(b)) => {

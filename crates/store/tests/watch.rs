@@ -839,3 +839,26 @@ async fn writes_to_other_keys_keep_a_watch_synced_without_lagging_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_request_waiting_for_a_watcher_is_answered_when_only_other_keys_change() {
+    let h = harness();
+    let now = h.put("b/0", "v").await;
+    let mut s = h.stream(16, NO_TICKS);
+    // Starts two revisions ahead of the store: not synced until the store gets there.
+    let (id, _) = s.create(spec("a/", "a0", now + 3)).await;
+    s.send(WatchRequest::Progress).await;
+    s.assert_quiet().await;
+    h.put("b/1", "v").await;
+    let reached = h.put("b/2", "v").await;
+    assert_eq!(reached, now + 2);
+    assert_eq!(
+        s.next().await,
+        WatchOutput::Progress {
+            watch_id: -1,
+            revision: reached
+        }
+    );
+    let rev = h.put("a/1", "v").await;
+    assert_eq!(check_guarantees(&s.events_until(id, rev).await), [rev]);
+}

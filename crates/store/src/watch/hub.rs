@@ -70,6 +70,8 @@ struct InboxState {
     lagged: bool,
     /// `queue` holds a `Batch` or `Lagged`: the stream has been woken for it.
     woken: bool,
+    /// Quiet entries wake the stream too (it waits for its watchers to be synced).
+    eager: bool,
 }
 
 impl InboxState {
@@ -89,13 +91,12 @@ impl InboxState {
         self.woken = true;
     }
 
-    fn wants(&self, batch: &[RevisionEvents], span: &KeyRange) -> bool {
+    /// Whether a watched range holds one of `keys` (sorted): the smallest key at or after
+    /// a range's start is the only candidate.
+    fn wants(&self, keys: &[&[u8]]) -> bool {
         self.interest.iter().any(|(_, range)| {
-            range.overlaps(span)
-                && batch
-                    .iter()
-                    .flat_map(|r| &r.events)
-                    .any(|e| range.contains(&e.kv.key))
+            keys.get(keys.partition_point(|k| *k < range.start()))
+                .is_some_and(|k| range.contains(k))
         })
     }
 }
@@ -124,7 +125,9 @@ impl Hub {
     /// the ranges added with [`Subscription::watch`].
     pub fn subscribe(&self) -> Subscription {
         let inbox = Arc::new(Inbox::default());
-        lock(&self.inboxes).push(inbox.clone());
+        let mut inboxes = lock(&self.inboxes);
+        inboxes.retain(|inbox| Arc::strong_count(inbox) > 1);
+        inboxes.push(inbox.clone());
         Subscription { inbox }
     }
 
@@ -153,8 +156,13 @@ impl Hub {
             return;
         };
         let (from, to) = (first.revision, last.revision);
-        let span = key_span(&events);
         let batch: Batch = events.into();
+        let mut keys: Vec<&[u8]> = batch
+            .iter()
+            .flat_map(|r| &r.events)
+            .map(|e| &e.kv.key[..])
+            .collect();
+        keys.sort_unstable();
         let mut inboxes = lock(&self.inboxes);
         // A subscription only the hub holds has been dropped.
         inboxes.retain(|inbox| Arc::strong_count(inbox) > 1);
@@ -163,7 +171,7 @@ impl Hub {
             if state.lagged {
                 continue;
             }
-            if state.wants(&batch, &span) {
+            if state.wants(&keys) {
                 state.push(Live::Batch(batch.clone()));
                 drop(state);
                 inbox.wake.notify_one();
@@ -173,22 +181,13 @@ impl Hub {
                 Some(Live::Quiet { to: end, .. }) if *end + 1 == from => *end = to,
                 _ => state.push(Live::Quiet { from, to }),
             }
+            if state.eager {
+                state.woken = true;
+                drop(state);
+                inbox.wake.notify_one();
+            }
         }
     }
-}
-
-/// The smallest key range holding every key `batch` changed.
-fn key_span(batch: &[RevisionEvents]) -> KeyRange {
-    let mut keys = batch.iter().flat_map(|r| &r.events).map(|e| &e.kv.key[..]);
-    let Some(first) = keys.next() else {
-        return KeyRange::new(b"", b"");
-    };
-    let (low, high) = keys.fold((first, first), |(low, high), key| {
-        (low.min(key), high.max(key))
-    });
-    let mut end = high.to_vec();
-    end.push(0);
-    KeyRange::new(low, &end)
 }
 
 /// One stream's feed from the [`Hub`]; dropping it unsubscribes.
@@ -202,6 +201,12 @@ impl Subscription {
     /// Read [`Hub::revision`] after this call: every later change in `range` is queued.
     pub fn watch(&self, id: i64, range: KeyRange) {
         lock(&self.inbox.state).interest.push((id, range));
+    }
+
+    /// Whether quiet revisions wake the subscription too: a stream waiting for its
+    /// watchers to be synced (to answer a progress request) must not sleep through them.
+    pub fn wake_on_quiet(&self, eager: bool) {
+        lock(&self.inbox.state).eager = eager;
     }
 
     /// Removes watcher `id`'s range.
@@ -309,6 +314,24 @@ mod tests {
         assert_eq!(revisions(&sub.take()), [format!("batch {}", n + 1)]);
         hub.publish_jump(n + 10, 0);
         assert_eq!(revisions(&sub.take()), ["lagged"]);
+    }
+
+    #[test]
+    fn a_batch_is_wanted_when_any_watched_range_holds_any_of_its_keys() {
+        let wants = |key: &str, end: &str| {
+            let state = InboxState {
+                interest: vec![(0, KeyRange::new(key.as_bytes(), end.as_bytes()))],
+                ..InboxState::default()
+            };
+            state.wants(&[b"a", b"m", b"z"])
+        };
+        assert!(wants("m", ""), "a single key");
+        assert!(!wants("n", ""), "a single key not changed");
+        assert!(wants("b", "n"), "a range holding m");
+        assert!(!wants("n", "y"), "a range between the keys");
+        assert!(wants("y", "\0"), "everything from y on");
+        assert!(!wants("zz", "\0"), "everything after the last key");
+        assert!(wants("\0", "\0"), "every key");
     }
 
     #[test]

@@ -278,19 +278,28 @@ impl StreamState {
         if !self.progress_requested {
             return true;
         }
-        if !self.catch_live().await {
-            return false;
+        // A revision published but not yet queued here keeps a watcher unsynced; once quiet
+        // revisions wake the stream, whatever comes after the second look arrives.
+        for eager in [false, true] {
+            if eager {
+                self.live.wake_on_quiet(true);
+            }
+            if !self.catch_live().await {
+                return false;
+            }
+            let revision = self.seen;
+            if self.watchers.values().all(|w| w.is_synced(revision)) {
+                self.live.wake_on_quiet(false);
+                self.progress_requested = false;
+                return self
+                    .send(WatchOutput::Progress {
+                        watch_id: -1,
+                        revision,
+                    })
+                    .await;
+            }
         }
-        let revision = self.seen;
-        if !self.watchers.values().all(|w| w.is_synced(revision)) {
-            return true;
-        }
-        self.progress_requested = false;
-        self.send(WatchOutput::Progress {
-            watch_id: -1,
-            revision,
-        })
-        .await
+        true
     }
 
     async fn deliver(&mut self, batch: &[RevisionEvents]) -> bool {
