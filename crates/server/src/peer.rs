@@ -311,12 +311,15 @@ async fn forward_requests<S>(
 }
 
 impl PeerNetwork {
+    fn client(&self) -> Result<PeerClient<Channel>, RPCError<TypeConfig>> {
+        self.channels
+            .get(&self.url)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    }
+
     /// Opens a `StreamAppend` call to the follower.
     async fn open_session(&self, ttl: Duration) -> Result<Session, RPCError<TypeConfig>> {
-        let mut client = self
-            .channels
-            .get(&self.url)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = self.client()?;
         let (requests, queue) = mpsc::channel(SESSION_BUFFER);
         let call = client.stream_append(tokio_stream::wrappers::ReceiverStream::new(queue));
         let answers = match tokio::time::timeout(ttl, call).await {
@@ -339,10 +342,7 @@ impl PeerNetwork {
             Box<dyn Future<Output = Result<Response<Blob>, Status>> + Send + 'a>,
         >,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        let mut client = self
-            .channels
-            .get(&self.url)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = self.client()?;
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let call = pick(&mut client, Blob { data: body });
         match tokio::time::timeout(ttl, call).await {

@@ -30,3 +30,11 @@ pub use mvcc::txn::MAX_TXN_OPS;
 pub use store::{ProposeFuture, Proposer, Shared, Store, StoreConfig, WriteStats};
 pub use types::*;
 pub use watch::Hub;
+
+/// Locks `mutex`, going on with the data if a panicking holder poisoned it (every state
+/// behind these locks is left consistent between statements).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -44,6 +44,7 @@ use crate::engine::{BatchResult, Engine, EngineOptions, LeaseInfo, frame_snapsho
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::lease::MIN_LEASE_TTL;
+use crate::lock;
 use crate::mvcc::apply::LeaseChange;
 use crate::raft::{decode, encode};
 use crate::types::{
@@ -702,10 +703,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or(Err(Error::Stopped))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The single-member proposer: the local writer thread.

@@ -25,6 +25,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use redb::Durability;
 
 use super::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, decode, encode};
+use crate::lock;
 use crate::store::Shared;
 use crate::types::Command;
 
@@ -46,10 +47,6 @@ pub struct StateMachine {
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
     /// When the state last committed durably.
     last_sync: Arc<Mutex<std::time::Instant>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn store_err(e: crate::Error) -> io::Error {

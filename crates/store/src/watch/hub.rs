@@ -13,10 +13,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::lock;
 use crate::mvcc::keys::KeyRange;
 use crate::types::RevisionEvents;
 
@@ -68,10 +69,22 @@ struct InboxState {
     queue: VecDeque<Live>,
     /// `queue` ends in `Lagged`; nothing more is queued until it is taken.
     lagged: bool,
-    /// `queue` holds a `Batch` or `Lagged`: the stream has been woken for it.
+    /// `queue` holds an entry the stream must be woken for: a `Batch`, `Lagged`, or any
+    /// entry while `eager`.
     woken: bool,
     /// Quiet entries wake the stream too (it waits for its watchers to be synced).
     eager: bool,
+}
+
+impl Inbox {
+    /// Wakes the stream if `state` (this inbox's, released here) holds something for it.
+    fn notify_if_woken(&self, state: std::sync::MutexGuard<'_, InboxState>) {
+        let woken = state.woken;
+        drop(state);
+        if woken {
+            self.wake.notify_one();
+        }
+    }
 }
 
 impl InboxState {
@@ -79,8 +92,19 @@ impl InboxState {
         if self.queue.len() >= LIVE_CAPACITY {
             self.lag();
         } else {
-            self.woken |= matches!(entry, Live::Batch(_));
+            self.woken |= self.eager || matches!(entry, Live::Batch(_));
             self.queue.push_back(entry);
+        }
+    }
+
+    /// Queues revisions `from..=to` as quiet, merged with a quiet entry right before them.
+    fn push_quiet(&mut self, from: i64, to: i64) {
+        match self.queue.back_mut() {
+            Some(Live::Quiet { to: end, .. }) if *end + 1 == from => {
+                *end = to;
+                self.woken |= self.eager;
+            }
+            _ => self.push(Live::Quiet { from, to }),
         }
     }
 
@@ -143,8 +167,7 @@ impl Hub {
             if !state.lagged {
                 state.lag();
             }
-            drop(state);
-            inbox.wake.notify_one();
+            inbox.notify_if_woken(state);
         }
     }
 
@@ -173,19 +196,10 @@ impl Hub {
             }
             if state.wants(&keys) {
                 state.push(Live::Batch(batch.clone()));
-                drop(state);
-                inbox.wake.notify_one();
-                continue;
+            } else {
+                state.push_quiet(from, to);
             }
-            match state.queue.back_mut() {
-                Some(Live::Quiet { to: end, .. }) if *end + 1 == from => *end = to,
-                _ => state.push(Live::Quiet { from, to }),
-            }
-            if state.eager {
-                state.woken = true;
-                drop(state);
-                inbox.wake.notify_one();
-            }
+            inbox.notify_if_woken(state);
         }
     }
 }
@@ -241,12 +255,6 @@ impl Subscription {
             self.inbox.wake.notified().await;
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

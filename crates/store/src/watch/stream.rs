@@ -83,6 +83,19 @@ impl Watcher {
         self.next_rev == revision + 1
     }
 
+    /// Whether revisions `from..=to` are this watcher's next to take from the live feed:
+    /// not if it is behind or past them; a gap before them puts it behind.
+    fn takes(&mut self, from: i64, to: i64) -> bool {
+        if self.behind || self.next_rev > to {
+            return false;
+        }
+        if self.next_rev < from {
+            self.behind = true;
+            return false;
+        }
+        true
+    }
+
     fn select(&self, revs: &[RevisionEvents]) -> Vec<Event> {
         revs.iter()
             .filter(|r| r.revision >= self.next_rev)
@@ -248,12 +261,7 @@ impl StreamState {
                 Live::Quiet { from, to } => {
                     self.seen = self.seen.max(to);
                     for w in self.watchers.values_mut() {
-                        if w.behind || w.next_rev > to {
-                            continue;
-                        }
-                        if w.next_rev < from {
-                            w.behind = true;
-                        } else {
+                        if w.takes(from, to) {
                             w.next_rev = to + 1;
                         }
                     }
@@ -311,11 +319,7 @@ impl StreamState {
         };
         let mut outputs = Vec::new();
         for (id, w) in &mut self.watchers {
-            if w.behind || w.next_rev > last.revision {
-                continue;
-            }
-            if w.next_rev < first.revision {
-                w.behind = true;
+            if !w.takes(first.revision, last.revision) {
                 continue;
             }
             let events = w.select(batch);
