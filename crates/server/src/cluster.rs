@@ -4,7 +4,8 @@
 //! - Writes: `client_write` on the leader; a follower forwards the command to the leader
 //!   ([`crate::forward`] gathers the writes waiting at the same time into one call).
 //! - Linearizable reads: read-index — the leader confirms its leadership with a quorum and
-//!   names a log index; the member waits until it has applied that far, then reads locally.
+//!   names a log index; the member waits until it has applied that far, then reads locally
+//!   ([`crate::reads`] gathers the reads waiting at the same time into one round).
 //! - Lease keep-alives go to the leader, which alone decides expiry.
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use crate::forward::{Forwarded, Forwarder};
 use crate::pb::steadpeer::Blob;
 use crate::pb::steadpeer::peer_client::PeerClient;
 use crate::peer::{Channels, LeaderService};
+use crate::reads::ReadRounds;
 use tonic::transport::Channel;
 
 /// How long a request waits for a leader before giving up with "no leader".
@@ -90,6 +92,8 @@ pub struct Member {
     pub changes: Arc<tokio::sync::Mutex<()>>,
     /// Carries writes to the leader when this member does not lead.
     pub forwarder: Forwarder,
+    /// Gathers linearizable reads into read-index rounds.
+    pub reads: ReadRounds,
 }
 
 /// A snapshot of what Raft reports, for Status and MemberList.
@@ -307,7 +311,19 @@ impl Member {
             })
     }
 
+    /// Waits until a read that starts now may be served here (gathered into rounds).
     async fn barrier(&self) -> stead_store::Result<()> {
+        let member = self.clone();
+        self.reads
+            .barrier(move || {
+                let member = member.clone();
+                Box::pin(async move { member.read_index_round().await })
+            })
+            .await
+    }
+
+    /// One read-index round: the leader's read index, then waiting until it is applied here.
+    async fn read_index_round(&self) -> stead_store::Result<()> {
         self.at_leader(
             |member| {
                 Box::pin(async move {

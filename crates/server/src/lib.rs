@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod pb;
 pub mod peer;
+pub mod reads;
 pub mod rest;
 pub mod serve;
 pub mod status;

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::pb;
 use crate::pb::steadpeer::peer_server::PeerServer;
 use crate::peer::{Channels, MAX_PEER_MESSAGE, Network, PeerService};
+use crate::reads::ReadRounds;
 use crate::status::MAX_GRPC_RECV_BYTES;
 use crate::tls::{TlsFiles, acceptor};
 use crate::{ServeError, gateway, rest};
@@ -280,6 +281,7 @@ async fn start_member(
         channels,
         changes: Arc::default(),
         forwarder: Forwarder::default(),
+        reads: ReadRounds::default(),
     };
     let peer = tonic::service::Routes::new(
         PeerServer::new(PeerService {
