@@ -70,17 +70,47 @@ impl ReadRounds {
     where
         F: Fn() -> Round + Send + 'static,
     {
+        let mut running = Running {
+            rounds: self,
+            counted: true,
+        };
         loop {
             let result = round().await;
             for ready in batch {
                 let _ = ready.send(share(&result));
             }
-            let mut queue = self.queue();
+            let mut queue = running.rounds.queue();
             if queue.waiting.is_empty() {
+                // Under the lock: a read arriving after this starts a round of its own.
                 queue.rounds -= 1;
+                drop(queue);
+                running.counted = false;
                 return;
             }
             batch = std::mem::take(&mut queue.waiting);
+        }
+    }
+}
+
+/// A task running rounds, counted in `Queue::rounds` until it returns. Should it end any
+/// other way (a round panicked, the runtime stopped), the count goes down all the same and
+/// the reads left waiting with no round to take them are failed, so that no read waits
+/// forever and later reads start rounds again.
+struct Running {
+    rounds: ReadRounds,
+    counted: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
+        let mut queue = self.rounds.queue();
+        queue.rounds -= 1;
+        if queue.rounds == 0 {
+            // Dropping their senders answers them with `Error::Stopped`.
+            queue.waiting.clear();
         }
     }
 }
@@ -126,6 +156,23 @@ mod tests {
             tokio::task::yield_now().await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    #[tokio::test]
+    async fn rounds_that_panic_fail_their_reads_and_leave_room_for_new_rounds() {
+        let rounds = ReadRounds::default();
+        let panicking = || -> Round { Box::pin(async { panic!("a round failed") }) };
+        for _ in 0..ROUNDS_IN_FLIGHT {
+            let outcome = rounds.barrier(panicking).await;
+            assert!(matches!(outcome, Err(Error::Stopped)), "{outcome:?}");
+        }
+        assert_eq!(rounds.queue().rounds, 0);
+        let ok = || -> Round { Box::pin(async { Ok(()) }) };
+        let outcome = tokio::time::timeout(Duration::from_secs(5), rounds.barrier(ok)).await;
+        assert!(
+            matches!(outcome, Ok(Ok(()))),
+            "a read after panicked rounds: {outcome:?}"
+        );
     }
 
     #[tokio::test]
