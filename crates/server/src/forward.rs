@@ -78,7 +78,7 @@ pub struct Forwarder {
 
 impl Forwarder {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.queue)
     }
 
     /// Sends `cmd` to `leader` (reached through `client`) and waits for its outcome.

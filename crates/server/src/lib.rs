@@ -30,6 +30,14 @@ use std::path::PathBuf;
 pub use serve::{Server, ServerConfig};
 pub use tls::TlsFiles;
 
+/// Locks `mutex`, going on with the data if a panicking holder poisoned it (every state
+/// behind these locks is left consistent between statements).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Why the server could not start. Causes are chained as `source()`, not repeated in the
 /// message, so `anyhow`'s `{:#}` prints each once.
 #[derive(Debug, thiserror::Error)]

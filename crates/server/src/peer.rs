@@ -107,7 +107,7 @@ impl peer_server::Peer for PeerService {
             Ok(b) => match unblob::<AppendEntriesRequest<TypeConfig>>(&b) {
                 Ok(rpc) => Some(rpc),
                 Err(status) => {
-                    *bad_input.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                    *crate::lock(&bad_input) = Some(status);
                     None
                 }
             },
@@ -118,10 +118,7 @@ impl peer_server::Peer for PeerService {
             .raft
             .stream_append(input)
             .map(|item| item.map_err(fatal).and_then(|res| blob(&res)));
-        let trailer =
-            futures::stream::once(
-                async move { bad.lock().unwrap_or_else(|e| e.into_inner()).take() },
-            )
+        let trailer = futures::stream::once(async move { crate::lock(&bad).take() })
             .filter_map(|bad| async move { bad.map(Err) });
         Ok(Response::new(Box::pin(answers.chain(trailer))))
     }
@@ -197,7 +194,7 @@ impl Channels {
     }
 
     pub fn get(&self, url: &str) -> Result<PeerClient<Channel>, Status> {
-        let mut map = self.by_url.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::lock(&self.by_url);
         let channel = match map.get(url) {
             Some(c) => c.clone(),
             None => {
@@ -391,25 +388,19 @@ impl Unanswered {
     }
 
     fn push(&self) {
-        self.sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(Instant::now());
+        crate::lock(&self.sent).push_back(Instant::now());
         self.more.notify_one();
     }
 
     fn pop(&self) {
-        self.sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front();
+        crate::lock(&self.sent).pop_front();
     }
 
     /// When the oldest unanswered request was sent; `Err` once every request was sent and
     /// answered (the stream has nothing left to give).
     fn oldest(&self) -> Result<Option<Instant>, ()> {
         let ended = self.ended.load(Ordering::Acquire);
-        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = crate::lock(&self.sent);
         match sent.front() {
             None if ended => Err(()),
             oldest => Ok(oldest.copied()),

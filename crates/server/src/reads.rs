@@ -38,7 +38,7 @@ pub struct ReadRounds {
 
 impl ReadRounds {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.queue)
     }
 
     /// Waits until a read that starts now may be served locally. `round` runs a round; it is
