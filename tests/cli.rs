@@ -410,3 +410,21 @@ fn kv_against_a_closed_port_says_it_cannot_connect() {
     assert!(!out.status.success());
     assert_mentions(&text(&out.stderr), &["cannot connect", &endpoint]);
 }
+
+/// A member runs with transparent huge pages off (the allocator's arenas would otherwise be
+/// backed and zeroed 2 MiB at a time: more RSS, and CPU spent zeroing under write load).
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_runs_with_transparent_huge_pages_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_stead(&dir.path().join("data"), &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .expect("read the member's /proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .unwrap_or_else(|| {
+            panic!("no THP_enabled line in /proc/PID/status (Linux >= 5.0):\n{status}")
+        });
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
