@@ -147,14 +147,12 @@ impl Engine {
             let (slot, raw) = entry.ctx("rebuilding the index")?;
             let (rev, sub) = slot.value();
             let row = Row::parse(raw.value())?;
-            indexed.index.push(
-                row.key,
-                Version {
-                    rev: rev as i64,
-                    sub,
-                    tombstone: row.is_tombstone(),
-                },
-            );
+            let version = Version {
+                rev: rev as i64,
+                sub,
+                tombstone: row.is_tombstone(),
+            };
+            indexed.index.push(row.key, version, row.life());
         }
         indexed.committed = state.revision;
         indexed.compacted = state.compacted;
@@ -190,25 +188,29 @@ impl Engine {
     /// The data, the revision counter and the compacted revision commit atomically; an `Err`
     /// (a storage failure) means nothing of the batch was committed, and the index is
     /// rebuilt from what is on disk.
+    /// Every put event carries its previous version.
     pub fn apply_batch(
         &self,
         commands: &[&Command],
         durability: Durability,
     ) -> Result<BatchResult> {
-        self.apply_batch_with(commands, durability, &[])
+        self.apply_batch_with(commands, durability, &[], true)
     }
 
     /// [`Engine::apply_batch`], also writing `replication` rows (name, bytes) in the same
     /// transaction, so that the replication layer's record of what was applied can never
-    /// disagree with the data.
+    /// disagree with the data. Put events carry the previous version only if
+    /// `prev_kv_events` or the request asked for it (see [`Event::lacks_prev_kv`]).
     pub fn apply_batch_with(
         &self,
         commands: &[&Command],
         durability: Durability,
         replication: &[(&str, &[u8])],
+        prev_kv_events: bool,
     ) -> Result<BatchResult> {
         self.with_db(|db| {
-            let result = self.apply_and_commit(db, commands, durability, replication);
+            let result =
+                self.apply_and_commit(db, commands, durability, replication, prev_kv_events);
             if result.is_err() {
                 self.rebuild_index(db)?;
             }
@@ -222,12 +224,13 @@ impl Engine {
         commands: &[&Command],
         durability: Durability,
         replication: &[(&str, &[u8])],
+        prev_kv_events: bool,
     ) -> Result<BatchResult> {
         let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
         txn.set_durability(durability).ctx("setting durability")?;
         let mut indexed = write_lock(&self.index);
         let (responses, applied) = {
-            let mut applier = Applier::open(&txn, &mut indexed.index)?;
+            let mut applier = Applier::open(&txn, &mut indexed.index, prev_kv_events)?;
             let mut responses = Vec::with_capacity(commands.len());
             for cmd in commands {
                 match applier.apply(cmd) {
@@ -392,6 +395,21 @@ impl Engine {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// Fills in the previous version of each event that lacks it
+    /// ([`Event::lacks_prev_kv`]): the version before the event's, if still stored (a
+    /// compaction may have removed it; then the event goes without, as in etcd).
+    pub fn fill_prev_kvs(&self, events: &mut [Event]) -> Result<()> {
+        self.view(|view| {
+            for event in events.iter_mut().filter(|e| e.lacks_prev_kv()) {
+                let slot = (event.kv.mod_revision, 0);
+                if let Some(prev) = view.index.before(&event.kv.key, slot) {
+                    event.prev_kv = Some(with_row(view.kv, prev, |p| Ok(p.kv(false)))?);
+                }
+            }
+            Ok(())
         })
     }
 

@@ -131,7 +131,8 @@ fn recover_local_writes(engine: &Engine, dir: &std::path::Path) -> Result<WalSta
     for (seq, cmds) in batches.iter().filter(|(seq, _)| !aborted.contains(seq)) {
         let refs: Vec<&Command> = cmds.iter().collect();
         let row = seq.to_be_bytes();
-        engine.apply_batch_with(&refs, Durability::None, &[(LOCAL_WAL, &row)])?;
+        // No watcher exists yet.
+        engine.apply_batch_with(&refs, Durability::None, &[(LOCAL_WAL, &row)], false)?;
         replayed += 1;
     }
     if replayed > 0 {
@@ -274,7 +275,10 @@ impl Shared {
     ) -> Result<Vec<Result<CommandResponse>>> {
         let touches_alarms = cmds.iter().any(|c| matches!(c, Command::Alarm { .. }));
         let started = Instant::now();
-        let result = self.engine.apply_batch_with(cmds, durability, replication);
+        let prev_kv_events = self.hub.wants_prev_kv();
+        let result = self
+            .engine
+            .apply_batch_with(cmds, durability, replication, prev_kv_events);
         self.counters
             .commit_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -652,6 +656,15 @@ impl Store {
     ) -> Result<Vec<RevisionEvents>> {
         let engine = self.engine().clone();
         blocking(move || engine.read_events(from, to, max_events)).await
+    }
+
+    /// [`Engine::fill_prev_kvs`].
+    pub async fn fill_prev_kvs(
+        &self,
+        mut events: Vec<crate::types::Event>,
+    ) -> Result<Vec<crate::types::Event>> {
+        let engine = self.engine().clone();
+        blocking(move || engine.fill_prev_kvs(&mut events).map(|()| events)).await
     }
 
     pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {

@@ -30,6 +30,15 @@ pub struct Event {
     pub prev_kv: Option<KeyValue>,
 }
 
+impl Event {
+    /// A put of a key that had a version before it in its life (version > 1), delivered
+    /// without that version: the apply path reads it only while a watcher wants it, so a
+    /// watcher asking for `prev_kv` fills it in from the store.
+    pub fn lacks_prev_kv(&self) -> bool {
+        self.kind == EventType::Put && self.kv.version > 1 && self.prev_kv.is_none()
+    }
+}
+
 /// The events of one revision, in the order the request produced them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionEvents {

@@ -341,6 +341,90 @@ fn reopening_an_engine_keeps_revisions_data_and_leases() {
     assert_eq!(engine.key_count().unwrap(), 2);
 }
 
+#[test]
+fn a_reopened_engine_continues_each_keys_life_from_what_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let keep_lease = |key: &str, value: &str| {
+        Command::Put(PutRequest {
+            ignore_lease: true,
+            ..put_req(key, value)
+        })
+    };
+    {
+        let engine = Engine::open(&path, &EngineOptions::default()).unwrap();
+        let cmds = [
+            Command::LeaseGrant { id: 9, ttl: 60 },
+            Command::Put(PutRequest {
+                lease: 9,
+                ..put_req("a", "1")
+            }),
+            keep_lease("a", "2"),
+            Command::Put(put_req("b", "1")),
+            Command::DeleteRange(del_req("b", "")),
+        ];
+        let refs: Vec<&Command> = cmds.iter().collect();
+        engine.apply_batch(&refs, Durability::None).unwrap();
+        engine.sync().unwrap();
+    }
+    let engine = Engine::open(&path, &EngineOptions::default()).unwrap();
+    let cmds = [keep_lease("a", "3"), Command::Put(put_req("b", "2"))];
+    let refs: Vec<&Command> = cmds.iter().collect();
+    let batch = engine.apply_batch(&refs, Durability::None).unwrap();
+    assert!(batch.responses.iter().all(Result::is_ok));
+    let r = engine.range(&range_req("\0", "\0")).unwrap();
+    // "a" goes on with its creation, version count and lease; "b" starts a new life.
+    assert_eq!(
+        r.kvs,
+        vec![kv("a", "3", 2, 6, 3, 9), kv("b", "2", 7, 7, 1, 0)]
+    );
+}
+
+#[test]
+fn put_events_without_prev_kv_wanted_get_it_from_the_store_as_they_would_have_had_it() {
+    let cmds = [
+        Command::Put(put_req("a", "1")),
+        Command::Put(put_req("a", "2")),
+        Command::Put(PutRequest {
+            prev_kv: true,
+            ..put_req("a", "3")
+        }),
+        Command::Put(PutRequest {
+            ignore_value: true,
+            ..put_req("a", "")
+        }),
+        Command::Txn(txn(
+            vec![],
+            vec![put_op("b", "1"), put_op("a", "5")],
+            vec![],
+        )),
+        Command::DeleteRange(del_req("b", "")),
+        Command::Put(put_req("b", "2")),
+    ];
+    let refs: Vec<&Command> = cmds.iter().collect();
+    let (full, lean) = (db(), db());
+    let want = full.engine.apply_batch(&refs, Durability::None).unwrap();
+    let got = lean
+        .engine
+        .apply_batch_with(&refs, Durability::None, &[], false)
+        .unwrap();
+    let ok = |r: Vec<Result<CommandResponse, Error>>| -> Vec<CommandResponse> {
+        r.into_iter().map(|r| r.expect("command applies")).collect()
+    };
+    assert_eq!(ok(got.responses), ok(want.responses));
+    let mut events: Vec<Event> = got.events.into_iter().flat_map(|r| r.events).collect();
+    // Only the puts that read the previous version anyway (prev_kv, ignore_value) carry it.
+    let lacking: Vec<i64> = events
+        .iter()
+        .filter(|e| e.lacks_prev_kv())
+        .map(|e| e.kv.mod_revision)
+        .collect();
+    assert_eq!(lacking, vec![3, 6]);
+    lean.engine.fill_prev_kvs(&mut events).unwrap();
+    let want: Vec<Event> = want.events.into_iter().flat_map(|r| r.events).collect();
+    assert_eq!(events, want);
+}
+
 // ---------------------------------------------------------------------------------------
 // Range
 // ---------------------------------------------------------------------------------------

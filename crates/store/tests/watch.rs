@@ -91,6 +91,13 @@ fn spec(key: &str, range_end: &str, start_revision: i64) -> WatchSpec {
     }
 }
 
+fn prev_kv_spec(key: &str, range_end: &str, start_revision: i64) -> WatchSpec {
+    WatchSpec {
+        prev_kv: true,
+        ..spec(key, range_end, start_revision)
+    }
+}
+
 impl Stream {
     async fn send(&self, req: WatchRequest) {
         self.requests.send(req).await.expect("stream is serving");
@@ -288,12 +295,7 @@ async fn prev_kv_is_sent_only_to_watchers_that_ask_for_it() {
     let h = harness();
     h.put("k", "old").await;
     let mut s = h.stream(64, NO_TICKS);
-    let (with, _) = s
-        .create(WatchSpec {
-            prev_kv: true,
-            ..spec("k", "", 0)
-        })
-        .await;
+    let (with, _) = s.create(prev_kv_spec("k", "", 0)).await;
     let (without, _) = s.create(spec("k", "", 0)).await;
     h.put("k", "new").await;
     let del = h.delete("k").await;
@@ -315,6 +317,93 @@ async fn prev_kv_is_sent_only_to_watchers_that_ask_for_it() {
     assert!(without_prev.iter().all(|e| e.prev_kv.is_none()));
     assert_eq!(with_prev[1].kv.mod_revision, del);
     assert_eq!(with, 0);
+}
+
+#[tokio::test]
+async fn puts_carry_prev_kv_only_while_a_watcher_wants_it() {
+    let h = harness();
+    let mut sub = h.store.hub().subscribe();
+    sub.watch(0, stead_store::KeyRange::new(b"k", b""), false);
+    let puts = |sub: &mut stead_store::watch::Subscription| {
+        let mut events = Vec::new();
+        for live in sub.take() {
+            if let stead_store::watch::Live::Batch(batch) = live {
+                events.extend(batch.iter().flat_map(|r| r.events.clone()));
+            }
+        }
+        events
+    };
+    h.put("k", "1").await;
+    h.put("k", "2").await;
+    let lean = puts(&mut sub);
+    assert_eq!(lean.len(), 2);
+    assert!(lean[1].lacks_prev_kv(), "{:?}", lean[1]);
+    let mut s = h.stream(64, NO_TICKS);
+    let (id, _) = s.create(prev_kv_spec("k", "", 0)).await;
+    assert!(h.store.hub().wants_prev_kv());
+    let rev = h.put("k", "3").await;
+    let full = puts(&mut sub);
+    assert_eq!(
+        full[0].prev_kv.as_ref().map(|p| p.value.clone()),
+        Some(b"2".to_vec())
+    );
+    s.events_until(id, rev).await;
+    s.send(WatchRequest::Cancel(id)).await;
+    assert!(matches!(s.next().await, WatchOutput::Canceled { .. }));
+    assert!(
+        !h.store.hub().wants_prev_kv(),
+        "a canceled watcher no longer wants it"
+    );
+    s.create(prev_kv_spec("k", "", 0)).await;
+    assert!(h.store.hub().wants_prev_kv());
+    let Stream {
+        requests,
+        out,
+        task,
+    } = s;
+    drop((requests, out));
+    timeout(DEADLINE, task)
+        .await
+        .expect("the stream ends")
+        .expect("no panic");
+    assert!(
+        !h.store.hub().wants_prev_kv(),
+        "a closed stream's watchers no longer want it"
+    );
+}
+
+#[tokio::test]
+async fn a_live_put_that_came_without_prev_kv_gets_it_from_the_store() {
+    let h = harness();
+    h.put("k", "1").await;
+    let rev = h.put("k", "2").await;
+    let mut s = h.stream(64, NO_TICKS);
+    let (id, _) = s.create(prev_kv_spec("k", "", 0)).await;
+    // A put applied before the watcher asked for prev_kv and published after it did: the
+    // next revision, as the apply path leaves it when no watcher wants the previous version.
+    let put = Event {
+        kind: EventType::Put,
+        kv: stead_store::KeyValue {
+            key: b"k".to_vec(),
+            value: b"3".to_vec(),
+            create_revision: rev - 1,
+            mod_revision: rev + 1,
+            version: 3,
+            lease: 0,
+        },
+        prev_kv: None,
+    };
+    let batch = vec![stead_store::RevisionEvents {
+        revision: rev + 1,
+        events: vec![put],
+    }];
+    h.store.hub().publish(rev + 1, 0, batch);
+    let events = s.events_until(id, rev + 1).await.concat();
+    let prev = events[0]
+        .prev_kv
+        .as_ref()
+        .expect("prev_kv read from the store");
+    assert_eq!((prev.value.as_slice(), prev.mod_revision), (&b"2"[..], rev));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,12 +605,7 @@ async fn watch_from_an_old_revision_replays_history_then_live_without_gap_or_dup
         }
     });
     let mut s = h.stream(8, NO_TICKS);
-    let (id, _) = s
-        .create(WatchSpec {
-            prev_kv: true,
-            ..spec("k/", "k0", 2)
-        })
-        .await;
+    let (id, _) = s.create(prev_kv_spec("k/", "k0", 2)).await;
     writer.await.unwrap();
     let last = h.store.hub().revision();
     let got = s.events_until(id, last).await;
@@ -655,12 +739,7 @@ async fn a_slow_consumer_still_receives_every_revision_exactly_once_in_order() {
     let h = harness();
     let mut s = h.stream(4, NO_TICKS);
     let (all, start) = s.create(spec("\0", "\0", 0)).await;
-    let (evens, _) = s
-        .create(WatchSpec {
-            prev_kv: true,
-            ..spec("even/", "even0", 0)
-        })
-        .await;
+    let (evens, _) = s.create(prev_kv_spec("even/", "even0", 0)).await;
     // Counts the batches committed, to prove the stream's live feed overflowed.
     let commits_before = h.store.write_stats().commits;
     // Concurrent writers, so batches of several commands are in the mix too.

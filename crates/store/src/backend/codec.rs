@@ -8,6 +8,7 @@
 //! A tombstone has version 0 and no value.
 
 use crate::error::{Error, Result};
+use crate::mvcc::index::Life;
 use crate::types::KeyValue;
 
 const META: usize = 32;
@@ -94,6 +95,15 @@ impl<'a> Row<'a> {
 
     pub(crate) fn is_tombstone(&self) -> bool {
         self.version() == 0
+    }
+
+    /// What the index keeps of this version.
+    pub(crate) fn life(&self) -> Life {
+        Life {
+            create_revision: self.field(0),
+            version: self.field(2),
+            lease: self.field(3),
+        }
     }
 
     /// The record, with its value unless `meta_only`.

@@ -22,7 +22,7 @@ use crate::backend::schema::{
     META_REVISION,
 };
 use crate::error::{Error, Result, StorageContext};
-use crate::mvcc::index::{Index, Version};
+use crate::mvcc::index::{Index, Life, Version};
 use crate::mvcc::keys::KeyRange;
 use crate::mvcc::read::View;
 use crate::mvcc::txn::{check_delete, check_put, check_range, check_txn};
@@ -67,6 +67,9 @@ pub(crate) struct Applier<'t, 'i> {
     lease_checkpoints: Lazy<'t, i64, i64>,
     alarms: Lazy<'t, (u64, u8), ()>,
     pub(crate) state: State,
+    /// Whether put events carry the previous version even where the request did not ask
+    /// for it (a watcher wants it). Reading it costs a lookup on disk per put.
+    prev_kv_events: bool,
     /// Events of the revision being built (`state.revision + 1`).
     pending: Vec<Event>,
     produced: Vec<RevisionEvents>,
@@ -121,7 +124,11 @@ pub(crate) struct Applied {
 }
 
 impl<'t, 'i> Applier<'t, 'i> {
-    pub(crate) fn open(txn: &'t WriteTransaction, index: &'i mut Index) -> Result<Self> {
+    pub(crate) fn open(
+        txn: &'t WriteTransaction,
+        index: &'i mut Index,
+        prev_kv_events: bool,
+    ) -> Result<Self> {
         let meta = txn.open_table(META).ctx("opening meta")?;
         let state = State::load(&meta)?;
         Ok(Applier {
@@ -133,6 +140,7 @@ impl<'t, 'i> Applier<'t, 'i> {
             lease_checkpoints: Lazy::new(txn, LEASE_CHECKPOINTS, "opening lease_checkpoints"),
             alarms: Lazy::new(txn, ALARMS, "opening alarms"),
             state,
+            prev_kv_events,
             pending: Vec::new(),
             produced: Vec::new(),
             lease_changes: Vec::new(),
@@ -307,12 +315,17 @@ impl<'t, 'i> Applier<'t, 'i> {
         self.kv
             .insert(version.slot(), rec.encode(key).as_slice())
             .ctx("writing kv")?;
-        self.index.push(key, version);
+        let life = Life {
+            create_revision: rec.create_revision,
+            version: rec.version,
+            lease: rec.lease,
+        };
+        self.index.push(key, version, life);
         Ok(())
     }
 
     fn check_put_state(&mut self, req: &PutRequest) -> Result<()> {
-        if (req.ignore_value || req.ignore_lease) && self.latest(&req.key)?.is_none() {
+        if (req.ignore_value || req.ignore_lease) && self.index.newest(&req.key).is_none() {
             return Err(Error::KeyNotFound);
         }
         if req.lease != 0 && !self.lease_exists(req.lease)? {
@@ -321,29 +334,36 @@ impl<'t, 'i> Applier<'t, 'i> {
         Ok(())
     }
 
+    /// A put builds on the index's account of the key (as etcd's does); the previous record
+    /// itself is read only when its value is needed: `prev_kv` or `ignore_value` asked, or a
+    /// watcher wants it. Otherwise the event of a put with version > 1 comes without it (see
+    /// [`Event::lacks_prev_kv`]).
     fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
         let rev = self.next_revision();
-        let prev = self.latest(&req.key)?;
-        let (value, lease) = match &prev {
-            Some(p) if req.ignore_value || req.ignore_lease => (
-                if req.ignore_value {
-                    p.value.clone()
-                } else {
-                    req.value.clone()
-                },
-                if req.ignore_lease { p.lease } else { req.lease },
-            ),
-            _ => (req.value.clone(), req.lease),
+        let life = self.index.newest(&req.key);
+        let prev = match life {
+            Some(_) if req.prev_kv || req.ignore_value || self.prev_kv_events => {
+                self.latest(&req.key)?
+            }
+            _ => None,
+        };
+        let value = match &prev {
+            Some(p) if req.ignore_value => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match life {
+            Some(l) if req.ignore_lease => l.lease,
+            _ => req.lease,
         };
         let rec = Record {
-            create_revision: prev.as_ref().map_or(rev, |p| p.create_revision),
+            create_revision: life.map_or(rev, |l| l.create_revision),
             mod_revision: rev,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            version: life.map_or(1, |l| l.version + 1),
             lease,
             value,
         };
         self.write(&req.key, &rec)?;
-        let prev_lease = prev.as_ref().map_or(0, |p| p.lease);
+        let prev_lease = life.map_or(0, |l| l.lease);
         if prev_lease != 0 && prev_lease != lease {
             self.lease_keys
                 .open()?

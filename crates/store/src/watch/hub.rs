@@ -12,7 +12,7 @@
 //! learns from the Quiet entries that its watchers are synced through those revisions.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -54,6 +54,8 @@ pub struct Hub {
     revision: AtomicI64,
     compacted: AtomicI64,
     inboxes: Mutex<Vec<Arc<Inbox>>>,
+    /// Watchers, over all subscriptions, that want each event's previous version.
+    prev_kv_watchers: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +68,8 @@ struct Inbox {
 struct InboxState {
     /// Key ranges watched, by watcher id.
     interest: Vec<(i64, KeyRange)>,
+    /// The watchers (ids) that want `prev_kv`.
+    prev_kv: Vec<i64>,
     queue: VecDeque<Live>,
     /// `queue` ends in `Lagged`; nothing more is queued until it is taken.
     lagged: bool,
@@ -131,7 +135,14 @@ impl Hub {
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             inboxes: Mutex::new(Vec::new()),
+            prev_kv_watchers: Arc::default(),
         }
+    }
+
+    /// Whether some watcher wants each event's previous version (then the apply path reads
+    /// it for every put; otherwise only where a request asks for it).
+    pub fn wants_prev_kv(&self) -> bool {
+        self.prev_kv_watchers.load(Ordering::Acquire) > 0
     }
 
     /// The newest committed revision.
@@ -152,7 +163,10 @@ impl Hub {
         let mut inboxes = lock(&self.inboxes);
         inboxes.retain(|inbox| Arc::strong_count(inbox) > 1);
         inboxes.push(inbox.clone());
-        Subscription { inbox }
+        Subscription {
+            inbox,
+            prev_kv_watchers: self.prev_kv_watchers.clone(),
+        }
     }
 
     /// Called after the whole state was replaced (a snapshot installed): streams learn that
@@ -208,13 +222,27 @@ impl Hub {
 #[derive(Debug)]
 pub struct Subscription {
     inbox: Arc<Inbox>,
+    prev_kv_watchers: Arc<AtomicUsize>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let wanted = lock(&self.inbox.state).prev_kv.len();
+        self.prev_kv_watchers.fetch_sub(wanted, Ordering::AcqRel);
+    }
 }
 
 impl Subscription {
     /// Adds `range` (watcher `id`'s) to the keys whose changes wake this subscription.
     /// Read [`Hub::revision`] after this call: every later change in `range` is queued.
-    pub fn watch(&self, id: i64, range: KeyRange) {
-        lock(&self.inbox.state).interest.push((id, range));
+    /// `prev_kv`: the watcher wants each event's previous version.
+    pub fn watch(&self, id: i64, range: KeyRange, prev_kv: bool) {
+        let mut state = lock(&self.inbox.state);
+        state.interest.push((id, range));
+        if prev_kv {
+            state.prev_kv.push(id);
+            self.prev_kv_watchers.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Whether quiet revisions wake the subscription too: a stream waiting for its
@@ -225,9 +253,12 @@ impl Subscription {
 
     /// Removes watcher `id`'s range.
     pub fn unwatch(&self, id: i64) {
-        lock(&self.inbox.state)
-            .interest
-            .retain(|(watcher, _)| *watcher != id);
+        let mut state = lock(&self.inbox.state);
+        state.interest.retain(|(watcher, _)| *watcher != id);
+        let before = state.prev_kv.len();
+        state.prev_kv.retain(|watcher| *watcher != id);
+        self.prev_kv_watchers
+            .fetch_sub(before - state.prev_kv.len(), Ordering::AcqRel);
     }
 
     /// Everything queued, oldest first (empty if nothing is).
@@ -292,7 +323,7 @@ mod tests {
     async fn only_changes_to_watched_keys_wake_a_subscription_and_quiet_revisions_merge() {
         let hub = Hub::new(1, 0);
         let sub = hub.subscribe();
-        sub.watch(7, KeyRange::new(b"a/", b"a0"));
+        sub.watch(7, KeyRange::new(b"a/", b"a0"), false);
         hub.publish(2, 0, vec![revision(2, "b/1")]);
         hub.publish(4, 0, vec![revision(3, "b/2"), revision(4, "c")]);
         let woken = tokio::time::timeout(std::time::Duration::from_millis(50), sub.recv()).await;
@@ -312,7 +343,7 @@ mod tests {
     async fn a_subscription_that_falls_behind_gets_one_lagged_then_resumes() {
         let hub = Hub::new(0, 0);
         let sub = hub.subscribe();
-        sub.watch(0, KeyRange::new(b"\0", b"\0"));
+        sub.watch(0, KeyRange::new(b"\0", b"\0"), false);
         let n = LIVE_CAPACITY as i64 + 5;
         for rev in 1..=n {
             hub.publish(rev, 0, vec![revision(rev, "k")]);

@@ -206,7 +206,7 @@ impl StreamState {
                 }
                 let range = KeyRange::new(&spec.key, &spec.range_end);
                 // Watch the range before reading the revision: see `Hub`'s correctness note.
-                self.live.watch(id, range.clone());
+                self.live.watch(id, range.clone(), spec.prev_kv);
                 let current = self.store.hub().revision();
                 let next_rev = if spec.start_revision > 0 {
                     spec.start_revision
@@ -322,16 +322,28 @@ impl StreamState {
             if !w.takes(first.revision, last.revision) {
                 continue;
             }
-            let events = w.select(batch);
+            let mut events = w.select(batch);
             w.next_rev = last.revision + 1;
-            if !events.is_empty() {
-                outputs.push(WatchOutput::Events {
-                    watch_id: *id,
-                    revision: last.revision,
-                    events,
-                    fragment: w.spec.fragment,
-                });
+            if events.is_empty() {
+                continue;
             }
+            // Revisions applied before any watcher asked for `prev_kv` came without it (see
+            // `Hub::wants_prev_kv`): read it now.
+            if w.spec.prev_kv && events.iter().any(Event::lacks_prev_kv) {
+                match self.store.fill_prev_kvs(events).await {
+                    Ok(filled) => events = filled,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading previous versions for a watch failed");
+                        return false;
+                    }
+                }
+            }
+            outputs.push(WatchOutput::Events {
+                watch_id: *id,
+                revision: last.revision,
+                events,
+                fragment: w.spec.fragment,
+            });
         }
         for msg in outputs {
             if !self.send(msg).await {
