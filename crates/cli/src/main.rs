@@ -61,8 +61,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Transparent huge pages off for the whole process, before it allocates much. The allocator
 /// asks the kernel for huge pages on its arenas; the kernel then backs each touched 2 MiB
 /// region whole and zeroes it on first touch. Measured on three members under 256 writing
-/// clients: RSS at rest 75 → 48 MB, after 60,000 puts 157 → 111 MB, and a tenth of the
-/// servers' CPU went to zeroing those pages (BENCHMARKS.md). Failure changes nothing else.
+/// clients: RSS at rest 75 → 48 MB, after 60,000 puts 157 → 111 MB, and an eighth of the
+/// servers' CPU samples were the kernel zeroing those pages (BENCHMARKS.md). Failure
+/// changes nothing else.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

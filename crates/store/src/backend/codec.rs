@@ -38,6 +38,15 @@ impl Record {
         self.version == 0
     }
 
+    /// What the index keeps of this version (see [`Row::life`]).
+    pub(crate) fn life(&self) -> Life {
+        Life {
+            create_revision: self.create_revision,
+            version: self.version,
+            lease: self.lease,
+        }
+    }
+
     /// Encodes the row for `key`.
     pub(crate) fn encode(&self, key: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(4 + key.len() + META + self.value.len());
@@ -97,7 +106,7 @@ impl<'a> Row<'a> {
         self.version() == 0
     }
 
-    /// What the index keeps of this version.
+    /// What the index keeps of this version, read from the row without decoding it whole.
     pub(crate) fn life(&self) -> Life {
         Life {
             create_revision: self.field(0),

@@ -22,7 +22,7 @@ use crate::backend::schema::{
     META_REVISION,
 };
 use crate::error::{Error, Result, StorageContext};
-use crate::mvcc::index::{Index, Life, Version};
+use crate::mvcc::index::{Index, Version};
 use crate::mvcc::keys::KeyRange;
 use crate::mvcc::read::View;
 use crate::mvcc::txn::{check_delete, check_put, check_range, check_txn};
@@ -315,12 +315,7 @@ impl<'t, 'i> Applier<'t, 'i> {
         self.kv
             .insert(version.slot(), rec.encode(key).as_slice())
             .ctx("writing kv")?;
-        let life = Life {
-            create_revision: rec.create_revision,
-            version: rec.version,
-            lease: rec.lease,
-        };
-        self.index.push(key, version, life);
+        self.index.push(key, version, rec.life());
         Ok(())
     }
 

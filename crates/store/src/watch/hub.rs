@@ -66,10 +66,8 @@ struct Inbox {
 
 #[derive(Debug, Default)]
 struct InboxState {
-    /// Key ranges watched, by watcher id.
-    interest: Vec<(i64, KeyRange)>,
-    /// The watchers (ids) that want `prev_kv`.
-    prev_kv: Vec<i64>,
+    /// The watchers' key ranges.
+    interest: Vec<Interest>,
     queue: VecDeque<Live>,
     /// `queue` ends in `Lagged`; nothing more is queued until it is taken.
     lagged: bool,
@@ -122,7 +120,7 @@ impl InboxState {
     /// Whether a watched range holds one of `keys` (sorted): the smallest key at or after
     /// a range's start is the only candidate.
     fn wants(&self, keys: &[&[u8]]) -> bool {
-        self.interest.iter().any(|(_, range)| {
+        self.interest.iter().any(|Interest { range, .. }| {
             keys.get(keys.partition_point(|k| *k < range.start()))
                 .is_some_and(|k| range.contains(k))
         })
@@ -219,6 +217,15 @@ impl Hub {
 }
 
 /// One stream's feed from the [`Hub`]; dropping it unsubscribes.
+/// One watcher's part in a subscription.
+#[derive(Debug)]
+struct Interest {
+    id: i64,
+    range: KeyRange,
+    /// The watcher wants each event's previous version (counted in the hub).
+    prev_kv: bool,
+}
+
 #[derive(Debug)]
 pub struct Subscription {
     inbox: Arc<Inbox>,
@@ -227,7 +234,8 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let wanted = lock(&self.inbox.state).prev_kv.len();
+        let state = lock(&self.inbox.state);
+        let wanted = state.interest.iter().filter(|i| i.prev_kv).count();
         self.prev_kv_watchers.fetch_sub(wanted, Ordering::AcqRel);
     }
 }
@@ -238,9 +246,8 @@ impl Subscription {
     /// `prev_kv`: the watcher wants each event's previous version.
     pub fn watch(&self, id: i64, range: KeyRange, prev_kv: bool) {
         let mut state = lock(&self.inbox.state);
-        state.interest.push((id, range));
+        state.interest.push(Interest { id, range, prev_kv });
         if prev_kv {
-            state.prev_kv.push(id);
             self.prev_kv_watchers.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -254,11 +261,12 @@ impl Subscription {
     /// Removes watcher `id`'s range.
     pub fn unwatch(&self, id: i64) {
         let mut state = lock(&self.inbox.state);
-        state.interest.retain(|(watcher, _)| *watcher != id);
-        let before = state.prev_kv.len();
-        state.prev_kv.retain(|watcher| *watcher != id);
-        self.prev_kv_watchers
-            .fetch_sub(before - state.prev_kv.len(), Ordering::AcqRel);
+        let mut wanted = 0;
+        state.interest.retain(|i| {
+            wanted += usize::from(i.id == id && i.prev_kv);
+            i.id != id
+        });
+        self.prev_kv_watchers.fetch_sub(wanted, Ordering::AcqRel);
     }
 
     /// Everything queued, oldest first (empty if nothing is).
@@ -359,7 +367,11 @@ mod tests {
     fn a_batch_is_wanted_when_any_watched_range_holds_any_of_its_keys() {
         let wants = |key: &str, end: &str| {
             let state = InboxState {
-                interest: vec![(0, KeyRange::new(key.as_bytes(), end.as_bytes()))],
+                interest: vec![Interest {
+                    id: 0,
+                    range: KeyRange::new(key.as_bytes(), end.as_bytes()),
+                    prev_kv: false,
+                }],
                 ..InboxState::default()
             };
             state.wants(&[b"a", b"m", b"z"])
