@@ -2,6 +2,8 @@
 //! and killing the leader under write load loses no acknowledged write.
 
 mod common;
+#[path = "common/http.rs"]
+mod http;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,6 +112,60 @@ async fn every_member_serves_writes_and_linearizable_reads() {
         let json = ctl_ok(&cluster.endpoint(j), &["get", "k2", "-w", "json"]);
         assert!(json.contains("\"mod_revision\":4"), "member {j}: {json}");
     }
+}
+
+/// The read indexes a member named as leader, vouched for by `vouch` (from `/metrics`).
+fn read_indexes(endpoint: &str, vouch: &str) -> u64 {
+    let text = http::get(endpoint, "/metrics").text();
+    let line = format!("stead_read_index_total{{vouched_by=\"{vouch}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {line:?} in /metrics:\n{text}"))
+}
+
+/// With three voters, a follower and the leader are a quorum: the follower's own saved vote
+/// vouches for the leader's read index instead of a heartbeat round. Each read at the
+/// follower must still see the write acknowledged just before it, and the rounds must have
+/// gone that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_reads_vouched_for_by_the_follower_see_each_write_acknowledged_before_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), 3);
+    let first = leader(&cluster, Duration::from_secs(20)).await;
+    let follower = (first + 1) % 3;
+    let mut at_leader = KvClient::new(channel(&cluster.endpoint(first)).await);
+    let mut at_follower = KvClient::new(channel(&cluster.endpoint(follower)).await);
+    let before = read_indexes(&cluster.endpoint(first), "asker");
+    let reads = 20;
+    for i in 0..reads {
+        let value = format!("v{i}").into_bytes();
+        at_leader
+            .put(pb::PutRequest {
+                key: b"k".to_vec(),
+                value: value.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("put at the leader");
+        let got = at_follower
+            .range(pb::RangeRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("linearizable read at a follower")
+            .into_inner();
+        assert_eq!(
+            got.kvs.first().map(|kv| kv.value.clone()),
+            Some(value),
+            "read {i} at the follower missed the write acknowledged before it"
+        );
+    }
+    let vouched = read_indexes(&cluster.endpoint(first), "asker") - before;
+    assert!(
+        vouched >= reads,
+        "{vouched} of {reads} follower reads were vouched for by the follower"
+    );
 }
 
 /// A follower gathers the writes that wait for the leader into shared calls; each caller

@@ -5,23 +5,27 @@
 //!   ([`crate::forward`] gathers the writes waiting at the same time into one call).
 //! - Linearizable reads: read-index — the leader confirms its leadership with a quorum and
 //!   names a log index; the member waits until it has applied that far, then reads locally
-//!   ([`crate::reads`] gathers the reads waiting at the same time into one round).
+//!   ([`crate::reads`] gathers the reads waiting at the same time into one round). When the
+//!   asking follower and the leader are a quorum by themselves (three voters or fewer), the
+//!   follower's own vote stands in for the leader's heartbeat round: see [`ReadIndexGrant`].
 //! - Lease keep-alives go to the leader, which alone decides expiry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
-use stead_store::raft::{LogId, NodeInfo, Raft, Reply, TypeConfig, decode, encode};
+use openraft::vote::RaftLeaderId;
+use openraft::{ReadPolicy, ServerState};
+use stead_store::raft::{LastVote, LogId, NodeInfo, Raft, Reply, TypeConfig, Vote, decode, encode};
 use stead_store::{Command, CommandResponse, Error, ProposeFuture, Proposer, Shared};
 use tonic::Status;
 
 use crate::forward::{Forwarded, Forwarder};
+use crate::metrics::{Metrics, ReadIndexVouch};
 use crate::pb::steadpeer::Blob;
 use crate::pb::steadpeer::peer_client::PeerClient;
 use crate::peer::{Channels, LeaderService};
@@ -94,6 +98,9 @@ pub struct Member {
     pub forwarder: Forwarder,
     /// Gathers linearizable reads into read-index rounds.
     pub reads: ReadRounds,
+    /// The vote this member last saved, from its Raft log.
+    pub last_vote: LastVote,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A snapshot of what Raft reports, for Status and MemberList.
@@ -169,6 +176,80 @@ enum ReadIndexError {
     /// This member does not lead (any more): ask the leader.
     NotLeader,
     Failed(String),
+}
+
+/// One leadership: a term and the member elected in it.
+type Leadership = openraft::alias::CommittedLeaderIdOf<TypeConfig>;
+
+/// A follower's request for the leader's read index.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct ReadIndexAsk {
+    /// The asking member.
+    from: u64,
+    /// Confirm with a heartbeat round even if the asker could stand in for it (the asker
+    /// found it could not).
+    heartbeat: bool,
+}
+
+/// The leader's read index and what vouches for it.
+///
+/// A read index is safe once, at some moment after the read arrived, a quorum of voters had
+/// granted no vote above the leadership that named it: then no later leader can have been
+/// elected, let alone have acknowledged a write the index misses. A heartbeat round shows
+/// this for the followers that acknowledge it. A follower asking for the index shows it for
+/// itself when the vote it last saved is for that same leadership: a member saves a vote
+/// before it grants it, so it has granted nothing above. With the leader — which led that
+/// leadership after the ask arrived, so had granted nothing above it either — that is a
+/// quorum when the voters are three or fewer, and no heartbeat round is needed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+enum ReadIndexGrant {
+    /// A quorum acknowledged the leadership after the ask arrived.
+    Confirmed(LogId),
+    /// The leadership held after the ask arrived and is a quorum with the asker: the index is
+    /// safe if the vote the asker last saved is for that leadership.
+    IfAskerFollows(LogId),
+}
+
+/// The read index a leader may name for `asker` without a heartbeat round
+/// ([`ReadIndexGrant::IfAskerFollows`]), read from the leader's Raft state: its commit index,
+/// once its leadership's first entry is committed (before that, openraft's read index is
+/// that entry, and the heartbeat round is left to wait for it).
+fn read_index_with_asker(
+    state: &openraft::RaftState<TypeConfig>,
+    leader: u64,
+    asker: u64,
+) -> Option<LogId> {
+    let vote = state.vote_ref();
+    if state.server_state != ServerState::Leader
+        || !vote.is_committed()
+        || *vote.leader_id().node_id() != leader
+    {
+        return None;
+    }
+    let committed = state.local_committed()?;
+    let quorum = quorum_of_two(
+        state.membership_state.effective().get_joint_config(),
+        leader,
+        asker,
+    );
+    (quorum && *committed.committed_leader_id() == vote.leader_id().to_committed())
+        .then_some(*committed)
+}
+
+/// True when `saved` — the vote a member last saved — is for `leadership`: that member has
+/// granted no vote above it.
+fn saved_vote_is_for(saved: Option<Vote>, leadership: &Leadership) -> bool {
+    saved.is_some_and(|vote| vote.leader_id().to_committed() == *leadership)
+}
+
+/// True when `leader` and `asker` alone are a quorum of `configs` (a majority of each; a
+/// membership change has two configs at once).
+fn quorum_of_two(configs: &[BTreeSet<u64>], leader: u64, asker: u64) -> bool {
+    leader != asker
+        && !configs.is_empty()
+        && configs
+            .iter()
+            .all(|voters| voters.contains(&leader) && voters.contains(&asker) && voters.len() <= 3)
 }
 
 fn reply_to_result(reply: Reply) -> stead_store::Result<CommandResponse> {
@@ -299,6 +380,7 @@ impl Member {
 
     /// The leader's read index (openraft's: its commit index, or its term's first entry).
     async fn read_linearizer(&self) -> Result<Linearizer<TypeConfig>, ReadIndexError> {
+        self.metrics.count_read_index(ReadIndexVouch::Heartbeat);
         self.raft
             .get_read_linearizer(ReadPolicy::ReadIndex)
             .await
@@ -309,6 +391,23 @@ impl Member {
                     ReadIndexError::Failed(e.to_string())
                 }
             })
+    }
+
+    /// Asks the leader for its read index.
+    async fn ask_read_index(
+        &self,
+        client: &mut PeerClient<Channel>,
+        heartbeat: bool,
+    ) -> Result<ReadIndexGrant, Attempt<()>> {
+        let ask = ReadIndexAsk {
+            from: self.id,
+            heartbeat,
+        };
+        let data = encode(&ask).map_err(|e| Attempt::Done(Err(replication(e))))?;
+        let resp = forwarded(client.read_index(Blob { data }))
+            .await
+            .map_err(idempotent_failure)?;
+        decode(&resp.get_ref().data).map_err(|e| Attempt::Done(Err(replication(e))))
     }
 
     /// Waits until a read that starts now may be served here (gathered into rounds).
@@ -339,13 +438,27 @@ impl Member {
             },
             |member, mut client, leader| {
                 Box::pin(async move {
-                    let resp = match forwarded(client.read_index(Blob::default())).await {
-                        Ok(resp) => resp,
-                        Err(s) => return idempotent_failure(s),
-                    };
-                    let log_id: LogId = match decode(&resp.get_ref().data) {
-                        Ok(id) => id,
-                        Err(e) => return Attempt::Done(Err(replication(e))),
+                    let log_id = match member.ask_read_index(&mut client, false).await {
+                        Ok(ReadIndexGrant::Confirmed(log_id)) => log_id,
+                        Ok(ReadIndexGrant::IfAskerFollows(log_id)) => {
+                            let saved = member.last_vote.get();
+                            if saved_vote_is_for(saved, log_id.committed_leader_id()) {
+                                log_id
+                            } else {
+                                // This member moved on (or never got there): only a quorum
+                                // can vouch now.
+                                match member.ask_read_index(&mut client, true).await {
+                                    Ok(ReadIndexGrant::Confirmed(log_id)) => log_id,
+                                    Ok(ReadIndexGrant::IfAskerFollows(_)) => {
+                                        return Attempt::Done(Err(replication(
+                                            "the leader answered a heartbeat ask without one",
+                                        )));
+                                    }
+                                    Err(attempt) => return attempt,
+                                }
+                            }
+                        }
+                        Err(attempt) => return attempt,
                     };
                     // Read-index: once this member has applied what the leader confirmed as
                     // committed, a local read is linearizable.
@@ -669,16 +782,37 @@ impl LeaderService for Member {
 
     fn read_index(
         &self,
+        ask: Blob,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Blob, Status>> + Send>> {
         let member = self.clone();
         Box::pin(async move {
-            match member.read_linearizer().await {
-                Ok(l) => Ok(Blob {
-                    data: encode(l.read_log_id().log_id()).map_err(internal)?,
-                }),
-                Err(ReadIndexError::NotLeader) => Err(not_leader()),
-                Err(ReadIndexError::Failed(e)) => Err(Status::unavailable(e)),
-            }
+            let ask: ReadIndexAsk = decode(&ask.data)
+                .map_err(|e| Status::invalid_argument(format!("read index ask: {e}")))?;
+            let me = member.id;
+            let with_asker = if ask.heartbeat {
+                None
+            } else {
+                member
+                    .raft
+                    .with_raft_state(move |state| read_index_with_asker(state, me, ask.from))
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            let grant = match with_asker {
+                Some(log_id) => {
+                    member.metrics.count_read_index(ReadIndexVouch::Asker);
+                    ReadIndexGrant::IfAskerFollows(log_id)
+                }
+                None => match member.read_linearizer().await {
+                    Ok(l) => ReadIndexGrant::Confirmed(*l.read_log_id().log_id()),
+                    Err(ReadIndexError::NotLeader) => return Err(not_leader()),
+                    Err(ReadIndexError::Failed(e)) => return Err(Status::unavailable(e)),
+                },
+            };
+            Ok(Blob {
+                data: encode(&grant).map_err(internal)?,
+            })
         })
     }
 
@@ -711,5 +845,65 @@ impl LeaderService for Member {
                 data: encode(&member.lease_here(op)).map_err(internal)?,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use openraft::vote::RaftLeaderIdExt;
+
+    type LeaderId = openraft::alias::LeaderIdOf<TypeConfig>;
+
+    fn leadership(term: u64, leader: u64) -> Leadership {
+        LeaderId::new_committed(term, leader)
+    }
+
+    fn voters(ids: &[u64]) -> BTreeSet<u64> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn only_a_saved_vote_for_the_same_leadership_vouches_for_it() {
+        let named = leadership(5, 1);
+        assert!(saved_vote_is_for(Some(Vote::new_committed(5, 1)), &named));
+        // Saved as a grant to that candidate, before it was seen to lead: nothing above.
+        assert!(saved_vote_is_for(Some(Vote::new(5, 1)), &named));
+        // Moved on: a later term, or another leader of the same term.
+        assert!(!saved_vote_is_for(Some(Vote::new_committed(6, 2)), &named));
+        assert!(!saved_vote_is_for(Some(Vote::new(6, 2)), &named));
+        assert!(!saved_vote_is_for(Some(Vote::new(5, 2)), &named));
+        // Behind, or never voted: nothing above either, but such a member has not caught up
+        // with the leadership; it asks for a heartbeat round.
+        assert!(!saved_vote_is_for(Some(Vote::new_committed(4, 1)), &named));
+        assert!(!saved_vote_is_for(None, &named));
+    }
+
+    #[test]
+    fn leader_and_asker_are_a_quorum_of_three_voters_or_fewer_only() {
+        assert!(quorum_of_two(&[voters(&[1, 2, 3])], 1, 2));
+        assert!(quorum_of_two(&[voters(&[1, 2])], 2, 1));
+        // Five voters need a third; a learner (not a voter) counts for nothing.
+        assert!(!quorum_of_two(&[voters(&[1, 2, 3, 4, 5])], 1, 2));
+        assert!(!quorum_of_two(&[voters(&[1, 3, 4])], 1, 2));
+        assert!(!quorum_of_two(&[voters(&[1, 2, 3])], 1, 1));
+        assert!(!quorum_of_two(&[], 1, 2));
+        // During a change, a majority of both configs.
+        assert!(quorum_of_two(
+            &[voters(&[1, 2, 3]), voters(&[1, 2, 4])],
+            1,
+            2
+        ));
+        assert!(!quorum_of_two(
+            &[voters(&[1, 2, 3]), voters(&[1, 3, 4])],
+            1,
+            2
+        ));
+        assert!(!quorum_of_two(
+            &[voters(&[1, 2, 3]), voters(&[1, 2, 4, 5])],
+            1,
+            2
+        ));
     }
 }

@@ -25,11 +25,22 @@ const METHODS: &[&str] = &[
     "Snapshot",
 ];
 
+/// What vouched for a read index this member named as leader.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadIndexVouch {
+    /// A quorum acknowledged a heartbeat round.
+    Heartbeat,
+    /// The asking follower, with the leader a quorum (see `cluster::ReadIndexGrant`).
+    Asker,
+}
+
 /// Counters shared by every service.
 #[derive(Debug)]
 pub struct Metrics {
     requests: Vec<AtomicU64>,
     watch_events: AtomicU64,
+    /// By [`ReadIndexVouch`]: heartbeat, asker.
+    read_indexes: [AtomicU64; 2],
 }
 
 impl Default for Metrics {
@@ -37,6 +48,7 @@ impl Default for Metrics {
         Metrics {
             requests: METHODS.iter().map(|_| AtomicU64::new(0)).collect(),
             watch_events: AtomicU64::new(0),
+            read_indexes: Default::default(),
         }
     }
 }
@@ -65,6 +77,10 @@ impl Metrics {
         self.watch_events.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub fn count_read_index(&self, vouch: ReadIndexVouch) {
+        self.read_indexes[vouch as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn render(&self, gauges: StoreGauges) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -76,6 +92,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "grpc_server_handled_total{{grpc_method=\"{name}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP stead_read_index_total Read indexes named by this member as leader, by what \
+             vouched for its leadership.\n\
+             # TYPE stead_read_index_total counter"
+        );
+        for (vouch, count) in ["heartbeat", "asker"].iter().zip(&self.read_indexes) {
+            let _ = writeln!(
+                out,
+                "stead_read_index_total{{vouched_by=\"{vouch}\"}} {}",
                 count.load(Ordering::Relaxed)
             );
         }
@@ -169,6 +198,7 @@ mod tests {
         m.count("Put");
         m.count("Put");
         m.count("Range");
+        m.count_read_index(ReadIndexVouch::Asker);
         let text = m.render(StoreGauges {
             revision: 9,
             ..Default::default()
@@ -176,5 +206,7 @@ mod tests {
         assert!(text.contains("grpc_server_handled_total{grpc_method=\"Put\"} 2"));
         assert!(text.contains("grpc_server_handled_total{grpc_method=\"Range\"} 1"));
         assert!(text.contains("etcd_debugging_mvcc_current_revision 9"));
+        assert!(text.contains("stead_read_index_total{vouched_by=\"asker\"} 1"));
+        assert!(text.contains("stead_read_index_total{vouched_by=\"heartbeat\"} 0"));
     }
 }

@@ -67,7 +67,10 @@ pub trait LeaderService: Send + Sync + 'static {
         &self,
         cmd: Blob,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Blob, Status>> + Send>>;
-    fn read_index(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<Blob, Status>> + Send>>;
+    fn read_index(
+        &self,
+        ask: Blob,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Blob, Status>> + Send>>;
     fn keep_alive(
         &self,
         id: Blob,
@@ -158,8 +161,11 @@ impl peer_server::Peer for PeerService {
             .map(Response::new)
     }
 
-    async fn read_index(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.leader.read_index().await.map(Response::new)
+    async fn read_index(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.leader
+            .read_index(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn keep_alive(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {

@@ -122,9 +122,10 @@ impl Server {
         let replicated = members.len() > 1 || !config.initial_cluster_state_new;
 
         let mut tasks = Vec::new();
+        let metrics = Arc::new(Metrics::default());
         let (store, cluster) = if replicated {
             let store = Store::open_unstarted(store_config).map_err(ServeError::Store)?;
-            let member = start_member(&config, id, members, &store, &mut tasks).await?;
+            let member = start_member(&config, id, members, &store, &metrics, &mut tasks).await?;
             (store, Some(member))
         } else {
             (Store::open(store_config).map_err(ServeError::Store)?, None)
@@ -136,7 +137,6 @@ impl Server {
             peer_urls,
             client_urls,
         };
-        let metrics = Arc::new(Metrics::default());
         let api = EtcdApi::new(
             store.clone(),
             member,
@@ -230,6 +230,7 @@ async fn start_member(
     id: u64,
     members: BTreeMap<u64, NodeInfo>,
     store: &Store,
+    metrics: &Arc<Metrics>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Member, ServeError> {
     let raft_err = |e: &dyn std::fmt::Display| ServeError::Config(format!("raft: {e}"));
@@ -271,6 +272,7 @@ async fn start_member(
         local: id,
         channels: channels.clone(),
     };
+    let last_vote = log.last_vote();
     let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
         .await
         .map_err(|e| raft_err(&e))?;
@@ -282,6 +284,8 @@ async fn start_member(
         changes: Arc::default(),
         forwarder: Forwarder::default(),
         reads: ReadRounds::default(),
+        last_vote,
+        metrics: metrics.clone(),
     };
     let peer = tonic::service::Routes::new(
         PeerServer::new(PeerService {

@@ -229,6 +229,22 @@ pub struct LogStore {
     _writer: Arc<WriterThread>,
 }
 
+/// The vote a [`LogStore`] was last given to save. A member grants a vote only once it is
+/// saved, so while this is for some leadership, the member has granted no vote above it.
+/// Holds the log's memory only, not its writer.
+#[derive(Clone)]
+pub struct LastVote(Arc<Mutex<Memory>>);
+
+impl LastVote {
+    pub fn get(&self) -> Option<Vote> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .hard
+            .vote
+    }
+}
+
 /// Joins the writer thread when the last handle goes: by then every queued record is
 /// written and the spare segment prepared, so the directory can be opened again at once
 /// (a log reopened while the old writer still prepared its spare found the spare's
@@ -311,6 +327,11 @@ impl LogStore {
             jobs,
             _writer: Arc::new(WriterThread(Some(handle))),
         })
+    }
+
+    /// A handle on the vote this log was last given to save.
+    pub fn last_vote(&self) -> LastVote {
+        LastVote(self.memory.clone())
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {

@@ -15,7 +15,7 @@ mod log_store;
 mod state_machine;
 mod types;
 
-pub use log_store::LogStore;
+pub use log_store::{LastVote, LogStore};
 pub use state_machine::StateMachine;
 pub use types::{
     Entry, LogId, NodeInfo, Raft, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
