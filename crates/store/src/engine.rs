@@ -87,6 +87,22 @@ pub struct Engine {
 
 // A poisoned lock only means another thread panicked while holding it; the database is
 // transactional and the index is rebuilt whenever an apply fails part-way.
+/// Runs `f` on the view of `db` that `indexed` describes.
+fn view_of<T>(
+    db: &Database,
+    indexed: &Indexed,
+    f: impl FnOnce(&View<'_, KvTable>) -> Result<T>,
+) -> Result<T> {
+    let txn = db.begin_read().ctx("starting a read")?;
+    let kv = txn.open_table(KV).ctx("opening kv")?;
+    f(&View {
+        index: &indexed.index,
+        kv: &kv,
+        current: indexed.committed,
+        compacted: indexed.compacted,
+    })
+}
+
 fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
@@ -165,17 +181,15 @@ impl Engine {
 
     /// Runs `f` on a consistent view at the committed revision.
     fn view<T>(&self, f: impl FnOnce(&View<'_, KvTable>) -> Result<T>) -> Result<T> {
-        self.with_db(|db| {
-            let indexed = read_lock(&self.index);
-            let txn = db.begin_read().ctx("starting a read")?;
-            let kv = txn.open_table(KV).ctx("opening kv")?;
-            f(&View {
-                index: &indexed.index,
-                kv: &kv,
-                current: indexed.committed,
-                compacted: indexed.compacted,
-            })
-        })
+        self.with_db(|db| view_of(db, &read_lock(&self.index), f))
+    }
+
+    /// [`Engine::view`] if it can start without waiting; `None` while a writer holds the
+    /// index (an apply batch) or the database (a defragmentation).
+    fn try_view<T>(&self, f: impl FnOnce(&View<'_, KvTable>) -> Result<T>) -> Option<Result<T>> {
+        let db = self.db.try_read().ok()?;
+        let indexed = self.index.try_read().ok()?;
+        Some(view_of(&db, &indexed, f))
     }
 
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
@@ -330,10 +344,22 @@ impl Engine {
         self.view(|view| view.range(req))
     }
 
+    /// [`Engine::range`] if it can start without waiting for a writer (see
+    /// [`Engine::try_view`]); `None` otherwise.
+    pub fn try_range(&self, req: &RangeRequest) -> Option<Result<RangeResponse>> {
+        self.try_view(|view| view.range(req))
+    }
+
     /// A txn that cannot write (see [`TxnRequest::is_read_only`]), served from one
     /// consistent snapshot without a write transaction.
     pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
         self.view(|view| view.read_only_txn(req))
+    }
+
+    /// [`Engine::read_only_txn`] if it can start without waiting for a writer (see
+    /// [`Engine::try_view`]); `None` otherwise.
+    pub fn try_read_only_txn(&self, req: &TxnRequest) -> Option<Result<TxnResponse>> {
+        self.try_view(|view| view.read_only_txn(req))
     }
 
     /// The events of revisions `from..=to` (capped at the current revision), stopping at a
@@ -779,4 +805,59 @@ pub fn frame_snapshot(mut payload: Vec<u8>) -> Vec<u8> {
     let digest = Sha256::digest(&payload);
     payload.extend_from_slice(&digest);
     payload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{PutRequest, RequestOp};
+
+    #[test]
+    fn a_range_tried_without_waiting_gives_way_to_writers_and_else_reads_as_range_does() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine =
+            Engine::open(&dir.path().join("db"), &EngineOptions::default()).expect("engine opens");
+        let put = Command::Put(PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..PutRequest::default()
+        });
+        engine
+            .apply_batch(&[&put], Durability::Immediate)
+            .expect("put");
+        let req = RangeRequest {
+            key: b"k".to_vec(),
+            ..RangeRequest::default()
+        };
+        let tried = engine.try_range(&req).expect("nothing holds the engine");
+        assert_eq!(tried.expect("range"), engine.range(&req).expect("range"));
+        {
+            let _applying = write_lock(&engine.index);
+            assert!(engine.try_range(&req).is_none(), "went past an apply batch");
+        }
+        {
+            let _defragmenting = write_lock(&engine.db);
+            assert!(
+                engine.try_range(&req).is_none(),
+                "went past a defragmentation"
+            );
+        }
+        assert!(engine.try_range(&req).is_some());
+        let txn = TxnRequest {
+            success: vec![RequestOp::Range(req)],
+            ..TxnRequest::default()
+        };
+        let tried = engine
+            .try_read_only_txn(&txn)
+            .expect("nothing holds the engine");
+        assert_eq!(
+            tried.expect("txn"),
+            engine.read_only_txn(&txn).expect("txn")
+        );
+        let _applying = write_lock(&engine.index);
+        assert!(
+            engine.try_read_only_txn(&txn).is_none(),
+            "went past an apply batch"
+        );
+    }
 }

@@ -545,6 +545,12 @@ impl Store {
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if req.is_read_only() {
             self.proposer()?.read_barrier().await?;
+            // As for a range of one key (see `Store::range`).
+            if req.reads_single_keys()
+                && let Some(resp) = self.engine().try_read_only_txn(&req)
+            {
+                return resp;
+            }
             let engine = self.engine().clone();
             return blocking(move || engine.read_only_txn(&req)).await;
         }
@@ -643,6 +649,14 @@ impl Store {
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
         if !req.serializable {
             self.proposer()?.read_barrier().await?;
+        }
+        // One key is an index lookup and at most one row: served here, unless a writer holds
+        // the index (an apply batch) — then on the blocking pool, like every wider range,
+        // instead of holding up this thread.
+        if req.range_end.is_empty()
+            && let Some(resp) = self.engine().try_range(&req)
+        {
+            return resp;
         }
         let engine = self.engine().clone();
         blocking(move || engine.range(&req)).await

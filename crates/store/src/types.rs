@@ -189,6 +189,16 @@ impl TxnRequest {
             RequestOp::Put(_) | RequestOp::DeleteRange(_) => false,
         })
     }
+
+    /// True when the txn only reads, and every compare and range names one key.
+    pub fn reads_single_keys(&self) -> bool {
+        self.compare.iter().all(|c| c.range_end.is_empty())
+            && self.success.iter().chain(&self.failure).all(|op| match op {
+                RequestOp::Range(r) => r.range_end.is_empty(),
+                RequestOp::Txn(t) => t.reads_single_keys(),
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => false,
+            })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,4 +288,50 @@ pub enum CommandError {
     LeaseTtlTooLarge { ttl: i64 },
     RequestTooLarge { size: usize, limit: usize },
     NoSpace,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(key: &str, range_end: &str) -> RequestOp {
+        RequestOp::Range(RangeRequest {
+            key: key.into(),
+            range_end: range_end.into(),
+            ..RangeRequest::default()
+        })
+    }
+
+    fn compare(key: &str, range_end: &str) -> Compare {
+        Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(1),
+            key: key.into(),
+            range_end: range_end.into(),
+        }
+    }
+
+    #[test]
+    fn a_txn_reads_single_keys_only_if_no_compare_range_or_write_spans_more() {
+        let txn = |compare, success, failure| TxnRequest {
+            compare,
+            success,
+            failure,
+        };
+        let nested = |op| RequestOp::Txn(txn(vec![], vec![op], vec![]));
+        assert!(
+            txn(
+                vec![compare("a", "")],
+                vec![get("a", "")],
+                vec![get("b", "")]
+            )
+            .reads_single_keys()
+        );
+        assert!(txn(vec![], vec![nested(get("a", ""))], vec![]).reads_single_keys());
+        assert!(!txn(vec![compare("a", "b")], vec![get("a", "")], vec![]).reads_single_keys());
+        assert!(!txn(vec![], vec![get("a", "")], vec![get("a", "\0")]).reads_single_keys());
+        assert!(!txn(vec![], vec![nested(get("a", "z"))], vec![]).reads_single_keys());
+        let put = RequestOp::Put(PutRequest::default());
+        assert!(!txn(vec![], vec![put], vec![]).reads_single_keys());
+    }
 }
