@@ -380,8 +380,8 @@ impl Member {
 
     /// The leader's read index (openraft's: its commit index, or its term's first entry).
     async fn read_linearizer(&self) -> Result<Linearizer<TypeConfig>, ReadIndexError> {
-        self.metrics.count_read_index(ReadIndexVouch::Heartbeat);
-        self.raft
+        let linearizer = self
+            .raft
             .get_read_linearizer(ReadPolicy::ReadIndex)
             .await
             .map_err(|e| {
@@ -390,7 +390,9 @@ impl Member {
                 } else {
                     ReadIndexError::Failed(e.to_string())
                 }
-            })
+            })?;
+        self.metrics.count_read_index(ReadIndexVouch::Heartbeat);
+        Ok(linearizer)
     }
 
     /// Asks the leader for its read index.
