@@ -258,6 +258,8 @@ async fn start_member(
         // A leader killed and restarted holds an election like any member (as etcd's does)
         // instead of resuming its term: its saved commit index may lie behind entries it
         // had committed and acknowledged, and a new term's first entry commits them all.
+        // The read index a leader names without a heartbeat round (`cluster::ReadIndexGrant`)
+        // relies on this too: its commit index must be its own leadership's.
         enable_leader_restore: Some(false),
         ..Default::default()
     }

@@ -545,8 +545,9 @@ impl Store {
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if req.is_read_only() {
             self.proposer()?.read_barrier().await?;
-            // As for a range of one key (see `Store::range`).
+            // As for a range of one key (see `Store::range`), for a few of them.
             if req.reads_single_keys()
+                && req.ranges() <= INLINE_TXN_RANGES
                 && let Some(resp) = self.engine().try_read_only_txn(&req)
             {
                 return resp;
@@ -652,7 +653,9 @@ impl Store {
         }
         // One key is an index lookup and at most one row: served here, unless a writer holds
         // the index (an apply batch) — then on the blocking pool, like every wider range,
-        // instead of holding up this thread.
+        // instead of holding up this thread. A row outside redb's cache is still read here
+        // (one `pread`), and so is one whose page waits for redb to write out a durable
+        // commit: bounded by the disk, but this thread's other tasks wait that long.
         if req.range_end.is_empty()
             && let Some(resp) = self.engine().try_range(&req)
         {
@@ -725,6 +728,9 @@ impl Store {
         .await
     }
 }
+
+/// Single-key ranges a read-only txn may have and still be served on the request's thread.
+const INLINE_TXN_RANGES: usize = 8;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)

@@ -190,6 +190,19 @@ impl TxnRequest {
         })
     }
 
+    /// The ranges in both branches, nested txns included.
+    pub fn ranges(&self) -> usize {
+        self.success
+            .iter()
+            .chain(&self.failure)
+            .map(|op| match op {
+                RequestOp::Range(_) => 1,
+                RequestOp::Txn(t) => t.ranges(),
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => 0,
+            })
+            .sum()
+    }
+
     /// True when the txn only reads, and every compare and range names one key.
     pub fn reads_single_keys(&self) -> bool {
         self.compare.iter().all(|c| c.range_end.is_empty())
@@ -332,6 +345,12 @@ mod tests {
         assert!(!txn(vec![], vec![get("a", "")], vec![get("a", "\0")]).reads_single_keys());
         assert!(!txn(vec![], vec![nested(get("a", "z"))], vec![]).reads_single_keys());
         let put = RequestOp::Put(PutRequest::default());
-        assert!(!txn(vec![], vec![put], vec![]).reads_single_keys());
+        assert!(!txn(vec![], vec![put.clone()], vec![]).reads_single_keys());
+        let both = txn(
+            vec![],
+            vec![get("a", ""), nested(get("b", "z"))],
+            vec![get("c", ""), put],
+        );
+        assert_eq!(both.ranges(), 3);
     }
 }
