@@ -7,7 +7,7 @@
 //!   names a log index; the member waits until it has applied that far, then reads locally
 //!   ([`crate::reads`] gathers the reads waiting at the same time into one round). When the
 //!   asking follower and the leader are a quorum by themselves (three voters or fewer), the
-//!   follower's own vote stands in for the leader's heartbeat round: see [`ReadIndexGrant`].
+//!   follower's own vote stands in for the leader's heartbeat round (see `ReadIndexGrant`).
 //! - Lease keep-alives go to the leader, which alone decides expiry.
 
 use std::collections::{BTreeMap, BTreeSet};

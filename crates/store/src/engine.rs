@@ -344,8 +344,8 @@ impl Engine {
         self.view(|view| view.range(req))
     }
 
-    /// [`Engine::range`] if it can start without waiting for a writer (see
-    /// [`Engine::try_view`]); `None` otherwise.
+    /// [`Engine::range`] if it can start without waiting; `None` while a writer holds the
+    /// index (an apply batch) or the database (a defragmentation).
     pub fn try_range(&self, req: &RangeRequest) -> Option<Result<RangeResponse>> {
         self.try_view(|view| view.range(req))
     }
@@ -356,8 +356,8 @@ impl Engine {
         self.view(|view| view.read_only_txn(req))
     }
 
-    /// [`Engine::read_only_txn`] if it can start without waiting for a writer (see
-    /// [`Engine::try_view`]); `None` otherwise.
+    /// [`Engine::read_only_txn`] if it can start without waiting; `None` while a writer
+    /// holds the index or the database.
     pub fn try_read_only_txn(&self, req: &TxnRequest) -> Option<Result<TxnResponse>> {
         self.try_view(|view| view.read_only_txn(req))
     }
