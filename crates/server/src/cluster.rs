@@ -100,6 +100,7 @@ pub struct Member {
     pub reads: ReadRounds,
     /// The vote this member last saved, from its Raft log.
     pub last_vote: LastVote,
+    /// The counters `/metrics` shows (read indexes named as leader, here).
     pub metrics: Arc<Metrics>,
 }
 
@@ -412,6 +413,29 @@ impl Member {
         decode(&resp.get_ref().data).map_err(|e| Attempt::Done(Err(replication(e))))
     }
 
+    /// The leader's read index, vouched for by a heartbeat round or by this member's saved
+    /// vote (see [`ReadIndexGrant`]).
+    async fn vouched_read_index(
+        &self,
+        client: &mut PeerClient<Channel>,
+    ) -> Result<LogId, Attempt<()>> {
+        match self.ask_read_index(client, false).await? {
+            ReadIndexGrant::Confirmed(log_id) => Ok(log_id),
+            ReadIndexGrant::IfAskerFollows(log_id)
+                if saved_vote_is_for(self.last_vote.get(), log_id.committed_leader_id()) =>
+            {
+                Ok(log_id)
+            }
+            // This member moved on (or never got there): only a quorum can vouch now.
+            ReadIndexGrant::IfAskerFollows(_) => match self.ask_read_index(client, true).await? {
+                ReadIndexGrant::Confirmed(log_id) => Ok(log_id),
+                ReadIndexGrant::IfAskerFollows(_) => Err(Attempt::Done(Err(replication(
+                    "the leader answered a heartbeat ask without one",
+                )))),
+            },
+        }
+    }
+
     /// Waits until a read that starts now may be served here (gathered into rounds).
     async fn barrier(&self) -> stead_store::Result<()> {
         let member = self.clone();
@@ -440,26 +464,8 @@ impl Member {
             },
             |member, mut client, leader| {
                 Box::pin(async move {
-                    let log_id = match member.ask_read_index(&mut client, false).await {
-                        Ok(ReadIndexGrant::Confirmed(log_id)) => log_id,
-                        Ok(ReadIndexGrant::IfAskerFollows(log_id)) => {
-                            let saved = member.last_vote.get();
-                            if saved_vote_is_for(saved, log_id.committed_leader_id()) {
-                                log_id
-                            } else {
-                                // This member moved on (or never got there): only a quorum
-                                // can vouch now.
-                                match member.ask_read_index(&mut client, true).await {
-                                    Ok(ReadIndexGrant::Confirmed(log_id)) => log_id,
-                                    Ok(ReadIndexGrant::IfAskerFollows(_)) => {
-                                        return Attempt::Done(Err(replication(
-                                            "the leader answered a heartbeat ask without one",
-                                        )));
-                                    }
-                                    Err(attempt) => return attempt,
-                                }
-                            }
-                        }
+                    let log_id = match member.vouched_read_index(&mut client).await {
+                        Ok(log_id) => log_id,
                         Err(attempt) => return attempt,
                     };
                     // Read-index: once this member has applied what the leader confirmed as

@@ -11,7 +11,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, WriteTransaction,
@@ -87,6 +87,23 @@ pub struct Engine {
 
 // A poisoned lock only means another thread panicked while holding it; the database is
 // transactional and the index is rebuilt whenever an apply fails part-way.
+fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`read_lock`] if no writer holds or waits for `lock`.
+fn try_read_lock<T>(lock: &RwLock<T>) -> Option<RwLockReadGuard<'_, T>> {
+    match lock.try_read() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 /// Runs `f` on the view of `db` that `indexed` describes.
 fn view_of<T>(
     db: &Database,
@@ -101,14 +118,6 @@ fn view_of<T>(
         current: indexed.committed,
         compacted: indexed.compacted,
     })
-}
-
-fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write_lock<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 type KvTable = ReadOnlyTable<(u64, u32), &'static [u8]>;
@@ -187,8 +196,8 @@ impl Engine {
     /// [`Engine::view`] if it can start without waiting; `None` while a writer holds the
     /// index (an apply batch) or the database (a defragmentation).
     fn try_view<T>(&self, f: impl FnOnce(&View<'_, KvTable>) -> Result<T>) -> Option<Result<T>> {
-        let db = self.db.try_read().ok()?;
-        let indexed = self.index.try_read().ok()?;
+        let db = try_read_lock(&self.db)?;
+        let indexed = try_read_lock(&self.index)?;
         Some(view_of(&db, &indexed, f))
     }
 
@@ -843,6 +852,19 @@ mod tests {
             );
         }
         assert!(engine.try_range(&req).is_some());
+        // A lock poisoned by a panicking holder is read through, as everywhere else.
+        std::thread::scope(|scope| {
+            let poisoner = scope.spawn(|| {
+                let _held = write_lock(&engine.index);
+                panic!("poisoning the index lock");
+            });
+            assert!(poisoner.join().is_err());
+        });
+        assert!(engine.index.is_poisoned());
+        assert!(
+            engine.try_range(&req).is_some(),
+            "a poisoned lock sent reads away"
+        );
         let txn = TxnRequest {
             success: vec![RequestOp::Range(req)],
             ..TxnRequest::default()
