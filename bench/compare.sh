@@ -10,7 +10,8 @@
 # throughput against clients, made by bench/plot.py).
 # `footprint`: RSS and on-disk size after loading 100k (and, with FOOTPRINT_KEYS=1000000,
 # 1M) keys of 256 B, cold start time, and recovery time after kill -9; the disk's fsync
-# latency beside a single client's put latency (three rounds each for stead and etcd).
+# latency beside a single client's round trip and put latency (three rounds each for stead
+# and etcd).
 # `resources`: stead's REST API alone (etcd has none): apply throughput, and the fan-out of
 # resource events to 1,000 watchers.
 #
@@ -131,19 +132,25 @@ ready_ms() { # endpoint: milliseconds until a put succeeds
 
 # The disk's fsync latency beside a single client's put latency, on a fresh single member
 # of each system: three alternating rounds (the probe's own spread on a VM is wide), each
-# ratio printed, and the median.
+# ratio printed, and the median. A put also pays a client round trip, measured in the same
+# round as a serializable one-key get: `floor` is (round trip + fsync) / fsync, the least
+# ratio a server reached over the network can show if its flush costs what the probe's
+# does, and `over_ms` is what the put took beyond that round trip and flush.
 fsync_ratio() {
-  local kind i disk put ratios=()
+  local kind i disk rtt put ratios=()
   printf '\n1-client put p50 against the disk (4 KiB appended + fdatasync in the data directory)\n'
-  printf '%-6s %6s %10s %10s %7s\n' system round fsync_ms put_ms ratio
+  printf '%-6s %6s %10s %10s %10s %7s %7s %8s\n' system round fsync_ms rtt_ms put_ms ratio floor over_ms
   for kind in stead etcd; do
     ratios=()
     start_cluster "$kind" 1
     for i in 1 2 3; do
-      disk=$("$stead" bench fsync --data-dir "$work" --total 2000 --no-progress --json)
-      put=$("$stead" bench put --endpoints 127.0.0.1:23790 --clients 1 --total 2000 --no-progress --json)
-      ratios+=("$(awk -v a="$(field "$put" p50_ms)" -v b="$(field "$disk" p50_ms)" 'BEGIN { printf "%.2f", a / b }')")
-      printf '%-6s %6s %10.3f %10.3f %7s\n' "$kind" "$i" "$(field "$disk" p50_ms)" "$(field "$put" p50_ms)" "${ratios[-1]}"
+      disk=$(field "$("$stead" bench fsync --data-dir "$work" --total 2000 --no-progress --json)" p50_ms)
+      rtt=$(field "$("$stead" bench range-serializable --endpoints 127.0.0.1:23790 --clients 1 --total 2000 \
+        --key-space 1 --no-progress --json)" p50_ms)
+      put=$(field "$("$stead" bench put --endpoints 127.0.0.1:23790 --clients 1 --total 2000 --no-progress --json)" p50_ms)
+      ratios+=("$(awk -v a="$put" -v b="$disk" 'BEGIN { printf "%.2f", a / b }')")
+      printf '%-6s %6s %10.3f %10.3f %10.3f %7s %7.2f %8.3f\n' "$kind" "$i" "$disk" "$rtt" "$put" "${ratios[-1]}" \
+        "$(awk -v r="$rtt" -v d="$disk" 'BEGIN { print (r + d) / d }')" "$(awk -v p="$put" -v r="$rtt" -v d="$disk" 'BEGIN { print p - r - d }')"
     done
     stop_cluster
     printf '%-6s median ratio %s\n' "$kind" "$(printf '%s\n' "${ratios[@]}" | sort -n | sed -n 2p)"

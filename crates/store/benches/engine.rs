@@ -40,6 +40,16 @@ fn apply(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // A lone write's apply: what a single client's put pays after its flush.
+    c.bench_function("apply one put (no fsync)", |b| {
+        b.iter(|| {
+            next += 1;
+            let cmd = put(next);
+            engine
+                .apply_batch(&[&cmd], Durability::None)
+                .expect("apply")
+        })
+    });
 }
 
 fn reads(c: &mut Criterion) {
