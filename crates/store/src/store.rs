@@ -545,9 +545,10 @@ impl Store {
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if req.is_read_only() {
             self.proposer()?.read_barrier().await?;
-            // As for a range of one key (see `Store::range`), for a few of them.
+            // As for a range of one key (see `Store::range`), for a few of them: a value
+            // compare reads a row as a range does.
             if req.reads_single_keys()
-                && req.ranges() <= INLINE_TXN_RANGES
+                && req.reads() <= INLINE_TXN_READS
                 && let Some(resp) = self.engine().try_read_only_txn(&req)
             {
                 return resp;
@@ -729,8 +730,9 @@ impl Store {
     }
 }
 
-/// Single-key ranges a read-only txn may have and still be served on the request's thread.
-const INLINE_TXN_RANGES: usize = 8;
+/// Single-key compares and ranges a read-only txn may have and still be served on the
+/// request's thread.
+const INLINE_TXN_READS: usize = 8;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)

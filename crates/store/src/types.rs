@@ -190,17 +190,20 @@ impl TxnRequest {
         })
     }
 
-    /// The ranges in both branches, nested txns included.
-    pub fn ranges(&self) -> usize {
-        self.success
-            .iter()
-            .chain(&self.failure)
-            .map(|op| match op {
-                RequestOp::Range(_) => 1,
-                RequestOp::Txn(t) => t.ranges(),
-                RequestOp::Put(_) | RequestOp::DeleteRange(_) => 0,
-            })
-            .sum()
+    /// The reads the txn may make: its compares and the ranges in both branches, nested
+    /// txns included.
+    pub fn reads(&self) -> usize {
+        self.compare.len()
+            + self
+                .success
+                .iter()
+                .chain(&self.failure)
+                .map(|op| match op {
+                    RequestOp::Range(_) => 1,
+                    RequestOp::Txn(t) => t.reads(),
+                    RequestOp::Put(_) | RequestOp::DeleteRange(_) => 0,
+                })
+                .sum::<usize>()
     }
 
     /// True when the txn only reads, and every compare and range names one key.
@@ -351,6 +354,16 @@ mod tests {
             vec![get("a", ""), nested(get("b", "z"))],
             vec![get("c", ""), put],
         );
-        assert_eq!(both.ranges(), 3);
+        assert_eq!(both.reads(), 3);
+        let compared = txn(
+            vec![compare("a", ""), compare("b", "")],
+            vec![RequestOp::Txn(txn(vec![compare("c", "")], vec![], vec![]))],
+            vec![get("d", "")],
+        );
+        assert_eq!(
+            compared.reads(),
+            4,
+            "compares are reads too, nested ones included"
+        );
     }
 }
