@@ -2,7 +2,9 @@
 //! peer service (answering what followers forward to the leader).
 //!
 //! - Writes: `client_write` on the leader; a follower forwards the command to the leader
-//!   ([`crate::forward`] gathers the writes waiting at the same time into one call).
+//!   ([`crate::forward`] gathers the writes waiting at the same time into one request).
+//! - What a follower asks of the leader (writes, read indexes, lease renewals) travels on
+//!   one long-lived stream per leader ([`crate::ask`]).
 //! - Linearizable reads: read-index — the leader confirms its leadership with a quorum and
 //!   names a log index; the member waits until it has applied that far, then reads locally
 //!   ([`crate::reads`] gathers the reads waiting at the same time into one round). When the
@@ -24,22 +26,21 @@ use stead_store::raft::{LastVote, LogId, NodeInfo, Raft, Reply, TypeConfig, Vote
 use stead_store::{Command, CommandResponse, Error, ProposeFuture, Proposer, Shared};
 use tonic::Status;
 
+use crate::ask::{AskKind, Asks};
 use crate::forward::{Forwarded, Forwarder};
 use crate::metrics::{Metrics, ReadIndexVouch};
 use crate::pb::steadpeer::Blob;
-use crate::pb::steadpeer::peer_client::PeerClient;
 use crate::peer::{Channels, LeaderService};
 use crate::reads::ReadRounds;
-use tonic::transport::Channel;
 
 /// How long a request waits for a leader before giving up with "no leader".
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// Deadline of a request forwarded to the leader: a hung leader must not hang its callers.
-const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
+pub const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
 
 /// `call` to the leader, failed with `DeadlineExceeded` after [`FORWARD_DEADLINE`].
-pub(crate) async fn forwarded<T>(
+async fn forwarded<T>(
     call: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
 ) -> Result<tonic::Response<T>, Status> {
     tokio::time::timeout(FORWARD_DEADLINE, call)
@@ -90,6 +91,8 @@ pub struct Member {
     pub raft: Raft,
     pub shared: Arc<Shared>,
     pub channels: Channels,
+    /// Carries what this member asks of the leader when it does not lead.
+    pub asks: Asks,
     /// Held by a membership change from its first step to its last: a change is a joint
     /// entry and then a uniform one, and a second change proposed in between would make the
     /// first one's last step fail its precondition although its effect went through.
@@ -147,13 +150,6 @@ fn not_appended(
     )
 }
 
-/// A failed forwarded request: "not leader" is safe to retry, anything else is final.
-/// True when the leader could not be reached at all: the request was never sent, so asking
-/// again (a new leader, once one is elected) cannot do anything twice.
-fn unreachable(s: &Status) -> bool {
-    s.code() == tonic::Code::Unavailable && s.message().contains("tcp connect")
-}
-
 /// A failed request that may safely be asked again (a read index, a lease renewal): any
 /// transport failure is retried, at a new leader once one is elected.
 fn idempotent_failure<T>(s: Status) -> Attempt<T> {
@@ -166,7 +162,7 @@ fn idempotent_failure<T>(s: Status) -> Attempt<T> {
 /// A failed call at the leader: asked again when nothing was done (the member asked does not
 /// lead, or could not be reached), else the error.
 fn remote_failure<T>(s: Status) -> Attempt<T> {
-    if s.code() == tonic::Code::FailedPrecondition || unreachable(&s) {
+    if s.code() == tonic::Code::FailedPrecondition || crate::ask::never_sent(&s) {
         Attempt::Retry
     } else {
         Attempt::Done(Err(replication(s.message())))
@@ -304,24 +300,20 @@ impl Member {
         Ok(())
     }
 
-    /// Runs a request at the leader: `local` when this member leads, else `remote` against
-    /// the leader's peer service. Asks again while no leader is known or the member asked
+    /// Runs a request at the leader: `local` when this member leads, else `remote` with the
+    /// leader's id and peer URL. Asks again while no leader is known or the member asked
     /// turned out not to lead (nothing was done then); gives up after [`LEADER_WAIT`].
     async fn at_leader<T>(
         &self,
         local: impl Fn(Member) -> AttemptFuture<T>,
-        remote: impl Fn(Member, PeerClient<Channel>, u64) -> AttemptFuture<T>,
+        remote: impl Fn(Member, String, u64) -> AttemptFuture<T>,
     ) -> stead_store::Result<T> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let attempt = if self.is_leader() {
                 local(self.clone()).await
             } else if let Some((leader, url)) = self.remote_leader() {
-                let client = self
-                    .channels
-                    .get(&url)
-                    .map_err(|s| replication(s.message()))?;
-                remote(self.clone(), client, leader).await
+                remote(self.clone(), url, leader).await
             } else {
                 Attempt::Retry
             };
@@ -347,10 +339,10 @@ impl Member {
                     }
                 })
             },
-            move |member, client, leader| {
+            move |member, url, leader| {
                 let cmd = Command::clone(&remote_cmd);
                 Box::pin(async move {
-                    match member.forwarder.forward(leader, client, cmd).await {
+                    match member.forwarder.forward(leader, url, cmd).await {
                         Ok(Forwarded::Applied(index, result)) => {
                             // Like etcd, answer only once this member has applied the entry
                             // too: a serializable read here, or a defragmentation after a
@@ -399,7 +391,7 @@ impl Member {
     /// Asks the leader for its read index.
     async fn ask_read_index(
         &self,
-        client: &mut PeerClient<Channel>,
+        url: &str,
         heartbeat: bool,
     ) -> Result<ReadIndexGrant, Attempt<()>> {
         let ask = ReadIndexAsk {
@@ -407,19 +399,18 @@ impl Member {
             heartbeat,
         };
         let data = encode(&ask).map_err(|e| Attempt::Done(Err(replication(e))))?;
-        let resp = forwarded(client.read_index(Blob { data }))
+        let answer = self
+            .asks
+            .ask(url, AskKind::ReadIndex, data)
             .await
             .map_err(idempotent_failure)?;
-        decode(&resp.get_ref().data).map_err(|e| Attempt::Done(Err(replication(e))))
+        decode(&answer).map_err(|e| Attempt::Done(Err(replication(e))))
     }
 
     /// The leader's read index, vouched for by a heartbeat round or by this member's saved
     /// vote (see [`ReadIndexGrant`]).
-    async fn vouched_read_index(
-        &self,
-        client: &mut PeerClient<Channel>,
-    ) -> Result<LogId, Attempt<()>> {
-        match self.ask_read_index(client, false).await? {
+    async fn vouched_read_index(&self, url: &str) -> Result<LogId, Attempt<()>> {
+        match self.ask_read_index(url, false).await? {
             ReadIndexGrant::Confirmed(log_id) => Ok(log_id),
             ReadIndexGrant::IfAskerFollows(log_id)
                 if saved_vote_is_for(self.last_vote.get(), log_id.committed_leader_id()) =>
@@ -427,7 +418,7 @@ impl Member {
                 Ok(log_id)
             }
             // This member moved on (or never got there): only a quorum can vouch now.
-            ReadIndexGrant::IfAskerFollows(_) => match self.ask_read_index(client, true).await? {
+            ReadIndexGrant::IfAskerFollows(_) => match self.ask_read_index(url, true).await? {
                 ReadIndexGrant::Confirmed(log_id) => Ok(log_id),
                 ReadIndexGrant::IfAskerFollows(_) => Err(Attempt::Done(Err(replication(
                     "the leader answered a heartbeat ask without one",
@@ -462,9 +453,9 @@ impl Member {
                     }
                 })
             },
-            |member, mut client, leader| {
+            |member, url, leader| {
                 Box::pin(async move {
-                    let log_id = match member.vouched_read_index(&mut client).await {
+                    let log_id = match member.vouched_read_index(&url).await {
                         Ok(log_id) => log_id,
                         Err(attempt) => return attempt,
                     };
@@ -500,13 +491,11 @@ impl Member {
         let body = encode(&op).map_err(replication)?;
         self.at_leader(
             move |member| Box::pin(async move { Attempt::Done(Ok(member.lease_here(op))) }),
-            move |_, mut client, _| {
+            move |member, url, _| {
                 let body = body.clone();
                 Box::pin(async move {
-                    match forwarded(client.keep_alive(Blob { data: body })).await {
-                        Ok(resp) => {
-                            Attempt::Done(decode(&resp.get_ref().data).map_err(replication))
-                        }
+                    match member.asks.ask(&url, AskKind::KeepAlive, body).await {
+                        Ok(answer) => Attempt::Done(decode(&answer).map_err(replication)),
                         Err(s) => idempotent_failure(s),
                     }
                 })

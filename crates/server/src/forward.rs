@@ -1,11 +1,12 @@
-//! Writes a follower forwards to the leader, gathered into calls: while a few calls are on
-//! their way, the writes that arrive wait, and the next call carries all of them. One write
-//! alone goes out at once; a busy follower makes one call for many writes instead of one
-//! each, and the leader hands them to Raft together.
+//! Writes a follower forwards to the leader, gathered into batches: while a few batches are
+//! on their way, the writes that arrive wait, and the next batch carries all of them. One
+//! write alone goes out at once; a busy follower sends one request for many writes instead of
+//! one each, and the leader hands them to Raft together. Batches travel on the follower's
+//! [`crate::ask`] stream to the leader.
 //!
-//! A call's answer lists one outcome per write, in order. A call that fails as a whole gives
-//! every write in it the same transport error, which the caller judges as before: nothing was
-//! sent (ask again) or the outcome is unknown.
+//! A batch's answer lists one outcome per write, in order. A batch that fails as a whole
+//! gives every write in it the same transport error, which the caller judges as before:
+//! nothing was sent (ask again) or the outcome is unknown.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -14,18 +15,15 @@ use stead_store::raft::{decode, encode};
 use stead_store::{Command, CommandError, CommandResponse};
 use tokio::sync::oneshot;
 use tonic::Status;
-use tonic::transport::Channel;
 
-use crate::cluster::forwarded;
-use crate::pb::steadpeer::Blob;
-use crate::pb::steadpeer::peer_client::PeerClient;
+use crate::ask::{AskKind, Asks};
 
-/// Calls in flight to the leader before arriving writes wait for the next one.
-const CALLS_IN_FLIGHT: usize = 8;
+/// Batches in flight to the leader before arriving writes wait for the next one.
+const BATCHES_IN_FLIGHT: usize = 8;
 
-/// Writes in one call at most (each at most etcd's 1.5 MiB request limit, so a call stays
+/// Writes in one batch at most (each at most etcd's 1.5 MiB request limit, so a batch stays
 /// well under the peer message limit).
-const WRITES_PER_CALL: usize = 256;
+const WRITES_PER_BATCH: usize = 256;
 
 /// What became of one forwarded write at the leader.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -40,7 +38,8 @@ pub enum Forwarded {
 
 struct Pending {
     leader: u64,
-    client: PeerClient<Channel>,
+    /// The leader's peer URL.
+    url: String,
     cmd: Command,
     answer: oneshot::Sender<Result<Forwarded, Status>>,
 }
@@ -48,80 +47,89 @@ struct Pending {
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Pending>,
-    calls: usize,
+    in_flight: usize,
 }
 
 impl Queue {
-    /// The next call's writes: the oldest waiting write and every other one for its leader
-    /// (up to the limit). Writes for another leader (leadership just moved) wait their turn.
-    fn next_call(&mut self) -> Option<Vec<Pending>> {
+    /// The next batch: the oldest waiting write and every other one for its leader (up to
+    /// the limit). Writes for another leader (leadership just moved) wait their turn.
+    fn next_batch(&mut self) -> Option<Vec<Pending>> {
         let first = self.waiting.pop_front()?;
         let leader = first.leader;
-        let mut call = vec![first];
+        let mut batch = vec![first];
         let mut i = 0;
-        while call.len() < WRITES_PER_CALL && i < self.waiting.len() {
+        while batch.len() < WRITES_PER_BATCH && i < self.waiting.len() {
             if self.waiting[i].leader == leader {
-                call.extend(self.waiting.remove(i));
+                batch.extend(self.waiting.remove(i));
             } else {
                 i += 1;
             }
         }
-        Some(call)
+        Some(batch)
     }
 }
 
 /// The follower's side of forwarding; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Forwarder {
     queue: Arc<Mutex<Queue>>,
+    asks: Asks,
 }
 
 impl Forwarder {
+    /// Forwards over `asks`.
+    pub fn new(asks: Asks) -> Self {
+        Forwarder {
+            queue: Arc::default(),
+            asks,
+        }
+    }
+
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         crate::lock(&self.queue)
     }
 
-    /// Sends `cmd` to `leader` (reached through `client`) and waits for its outcome.
+    /// Sends `cmd` to `leader` (its peer URL `url`) and waits for its outcome.
     pub async fn forward(
         &self,
         leader: u64,
-        client: PeerClient<Channel>,
+        url: String,
         cmd: Command,
     ) -> Result<Forwarded, Status> {
         let (answer, outcome) = oneshot::channel();
-        let call = {
+        let batch = {
             let mut queue = self.queue();
             queue.waiting.push_back(Pending {
                 leader,
-                client,
+                url,
                 cmd,
                 answer,
             });
-            if queue.calls < CALLS_IN_FLIGHT {
-                queue.calls += 1;
-                queue.next_call()
+            if queue.in_flight < BATCHES_IN_FLIGHT {
+                queue.in_flight += 1;
+                queue.next_batch()
             } else {
                 None
             }
         };
-        // The call runs on its own task: this request may be cancelled, the others in it not.
-        if let Some(call) = call {
-            tokio::spawn(self.clone().calls(call));
+        // The batch runs on its own task: this request may be cancelled, the others in it not.
+        if let Some(batch) = batch {
+            tokio::spawn(self.clone().batches(batch));
         }
         outcome
             .await
             .unwrap_or_else(|_| Err(Status::unavailable("the member is stopping")))
     }
 
-    /// Makes `call`, then the calls for the writes that arrived meanwhile, until none wait.
-    async fn calls(self, mut call: Vec<Pending>) {
+    /// Sends `batch`, then the batches of the writes that arrived meanwhile, until none wait.
+    async fn batches(self, mut batch: Vec<Pending>) {
         loop {
-            send(call).await;
+            send(&self.asks, batch).await;
             let mut queue = self.queue();
-            match queue.next_call() {
-                Some(next) => call = next,
+            match queue.next_batch() {
+                Some(next) => batch = next,
                 None => {
-                    queue.calls -= 1;
+                    queue.in_flight -= 1;
                     return;
                 }
             }
@@ -129,15 +137,15 @@ impl Forwarder {
     }
 }
 
-/// One call carrying `batch`; every write in it gets its outcome.
-async fn send(batch: Vec<Pending>) {
-    let mut client = batch[0].client.clone();
+/// One request carrying `batch`; every write in it gets its outcome.
+async fn send(asks: &Asks, batch: Vec<Pending>) {
     let cmds: Vec<&Command> = batch.iter().map(|p| &p.cmd).collect();
     let outcome = match encode(&cmds) {
-        Ok(data) => forwarded(client.propose(Blob { data }))
+        Ok(data) => asks
+            .ask(&batch[0].url, AskKind::Propose, data)
             .await
-            .and_then(|resp| {
-                decode::<Vec<Forwarded>>(&resp.get_ref().data)
+            .and_then(|answer| {
+                decode::<Vec<Forwarded>>(&answer)
                     .map_err(|e| Status::internal(format!("bad answer from the leader: {e}")))
             }),
         Err(e) => Err(Status::internal(e.to_string())),
@@ -171,20 +179,20 @@ mod tests {
     use super::*;
 
     fn pending(leader: u64, n: u64) -> (Pending, oneshot::Receiver<Result<Forwarded, Status>>) {
-        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
         let (answer, outcome) = oneshot::channel();
         let cmd = Command::Compact { revision: n as i64 };
         let p = Pending {
             leader,
-            client: PeerClient::new(channel),
+            url: format!("http://leader-{leader}"),
             cmd,
             answer,
         };
         (p, outcome)
     }
 
-    fn revisions(call: &[Pending]) -> Vec<i64> {
-        call.iter()
+    fn revisions(batch: &[Pending]) -> Vec<i64> {
+        batch
+            .iter()
             .map(|p| match &p.cmd {
                 Command::Compact { revision, .. } => *revision,
                 other => panic!("unexpected {other:?}"),
@@ -193,26 +201,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_call_gathers_the_waiting_writes_for_one_leader_in_order_up_to_the_limit() {
+    async fn a_batch_gathers_the_waiting_writes_for_one_leader_in_order_up_to_the_limit() {
         let mut queue = Queue::default();
         let mut outcomes = Vec::new();
-        for n in 0..(WRITES_PER_CALL as u64 + 10) {
+        for n in 0..(WRITES_PER_BATCH as u64 + 10) {
             // Leadership moved in the middle: writes 3 and 7 name leader 2.
             let leader = if n == 3 || n == 7 { 2 } else { 1 };
             let (p, o) = pending(leader, n);
             queue.waiting.push_back(p);
             outcomes.push(o);
         }
-        let first = queue.next_call().expect("a call");
-        let want: Vec<i64> = (0..WRITES_PER_CALL as i64 + 2)
+        let first = queue.next_batch().expect("a batch");
+        let want: Vec<i64> = (0..WRITES_PER_BATCH as i64 + 2)
             .filter(|n| *n != 3 && *n != 7)
             .collect();
         assert_eq!(revisions(&first), want);
-        let second = queue.next_call().expect("a call");
+        let second = queue.next_batch().expect("a batch");
         assert_eq!(revisions(&second), vec![3, 7]);
-        let third = queue.next_call().expect("a call");
-        let want: Vec<i64> = (WRITES_PER_CALL as i64 + 2..WRITES_PER_CALL as i64 + 10).collect();
+        let third = queue.next_batch().expect("a batch");
+        let want: Vec<i64> = (WRITES_PER_BATCH as i64 + 2..WRITES_PER_BATCH as i64 + 10).collect();
         assert_eq!(revisions(&third), want);
-        assert!(queue.next_call().is_none());
+        assert!(queue.next_batch().is_none());
     }
 }

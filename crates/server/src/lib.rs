@@ -9,6 +9,7 @@
 //! - [`authority`]: lets HTTP/2 clients that send a URL as `:authority` (etcdctl 3.4 with
 //!   `--endpoints=http://...`) through hyper.
 
+pub mod ask;
 pub mod authority;
 pub mod cluster;
 pub mod convert;

@@ -38,7 +38,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::steadpeer::peer_client::PeerClient;
-use crate::pb::steadpeer::{Blob, peer_server};
+use crate::pb::steadpeer::{AskRequest, Blob, peer_server};
 
 /// Largest peer message (whole snapshots travel in one message).
 pub const MAX_PEER_MESSAGE: usize = 1 << 30;
@@ -61,7 +61,8 @@ struct SnapshotMessage {
     data: Vec<u8>,
 }
 
-/// Requests forwarded to the leader, answered by [`crate::cluster`].
+/// What followers ask of the leader (over [`crate::ask`] streams), answered by
+/// [`crate::cluster`].
 pub trait LeaderService: Send + Sync + 'static {
     fn propose(
         &self,
@@ -91,7 +92,7 @@ fn fatal(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
-type BlobStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
+pub(crate) type BlobStream = Pin<Box<dyn Stream<Item = Result<Blob, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl peer_server::Peer for PeerService {
@@ -154,25 +155,16 @@ impl peer_server::Peer for PeerService {
         Ok(Response::new(blob(&resp)?))
     }
 
-    async fn propose(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.leader
-            .propose(req.into_inner())
-            .await
-            .map(Response::new)
-    }
+    type AskStream = crate::ask::AnswerStream;
 
-    async fn read_index(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.leader
-            .read_index(req.into_inner())
-            .await
-            .map(Response::new)
-    }
-
-    async fn keep_alive(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.leader
-            .keep_alive(req.into_inner())
-            .await
-            .map(Response::new)
+    async fn ask(
+        &self,
+        req: Request<Streaming<AskRequest>>,
+    ) -> Result<Response<Self::AskStream>, Status> {
+        Ok(Response::new(crate::ask::answer(
+            self.leader.clone(),
+            req.into_inner(),
+        )))
     }
 
     async fn change_members(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -646,16 +638,13 @@ mod tests {
             unused("transfer_leader")
         }
 
-        async fn propose(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
-            unused("propose")
-        }
+        type AskStream = crate::ask::AnswerStream;
 
-        async fn read_index(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
-            unused("read_index")
-        }
-
-        async fn keep_alive(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
-            unused("keep_alive")
+        async fn ask(
+            &self,
+            _: Request<Streaming<AskRequest>>,
+        ) -> Result<Response<Self::AskStream>, Status> {
+            Err(Status::unimplemented("ask"))
         }
 
         async fn change_members(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {

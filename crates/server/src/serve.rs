@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use url::Url;
 
+use crate::ask::Asks;
 use crate::authority::AuthorityFix;
+use crate::cluster::FORWARD_DEADLINE;
 use crate::cluster::Member;
 use crate::etcd::{EtcdApi, MemberInfo};
 use crate::forward::Forwarder;
@@ -274,6 +276,7 @@ async fn start_member(
         local: id,
         channels: channels.clone(),
     };
+    let asks = Asks::new(channels.clone(), FORWARD_DEADLINE);
     let last_vote = log.last_vote();
     let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
         .await
@@ -283,8 +286,9 @@ async fn start_member(
         raft: raft.clone(),
         shared: store.shared().clone(),
         channels,
+        asks: asks.clone(),
         changes: Arc::default(),
-        forwarder: Forwarder::default(),
+        forwarder: Forwarder::new(asks),
         reads: ReadRounds::default(),
         last_vote,
         metrics: metrics.clone(),
