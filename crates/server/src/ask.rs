@@ -6,9 +6,9 @@
 //!
 //! A request the leader answers with an error gets that error, as from a call. When the
 //! stream fails, every request still waiting on it fails with `Unavailable`, and its outcome
-//! is unknown, as for a call cut off in flight; but when the stream never opened, the requests
-//! get the connect error, which says that nothing was sent. The next request opens a new
-//! stream.
+//! is unknown, as for a call cut off in flight; but when the leader could not be reached at
+//! all, the requests get the connect error, which says that nothing was sent. The next
+//! request opens a new stream.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -206,8 +206,16 @@ async fn read_answers(
     queue: mpsc::Receiver<AskRequest>,
 ) {
     let status = match client.ask(ReceiverStream::new(queue)).await {
-        // Never opened: nothing was sent, and the error (a connect error) says so.
-        Err(status) => status,
+        // Not reached at all: nothing was sent, and the connect error says so.
+        Err(status) if never_sent(&status) => status,
+        // Refused or cut off before the leader's answer began: requests may have gone out.
+        Err(status) => {
+            tracing::debug!(%status, "the ask stream to the leader did not open");
+            Status::unavailable(format!(
+                "the ask stream to the leader did not open ({:?})",
+                status.code()
+            ))
+        }
         Ok(answers) => {
             let mut answers = answers.into_inner();
             loop {
@@ -333,11 +341,12 @@ mod tests {
     }
 
     /// The peer service around [`Leader`]: counts the ask streams opened, and breaks the
-    /// next one (after 100 ms) when told to.
+    /// next one (after 100 ms) or refuses it when told to.
     #[derive(Clone, Default)]
     struct Peers {
         streams: Arc<AtomicUsize>,
         break_next: Arc<AtomicBool>,
+        refuse_next: Arc<AtomicBool>,
     }
 
     #[tonic::async_trait]
@@ -350,6 +359,9 @@ mod tests {
             req: Request<Streaming<AskRequest>>,
         ) -> Result<Response<AnswerStream>, Status> {
             self.streams.fetch_add(1, Ordering::SeqCst);
+            if self.refuse_next.swap(false, Ordering::SeqCst) {
+                return Err(Status::internal("refused on purpose"));
+            }
             if self.break_next.swap(false, Ordering::SeqCst) {
                 let broken = futures::stream::once(async {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -482,6 +494,28 @@ mod tests {
             [0, 9]
         );
         assert_eq!(peers.streams.load(Ordering::SeqCst), 2);
+    }
+
+    /// Regression: a stream refused once its requests may have gone out passed the refusal's
+    /// code on as it was, so an idempotent ask failed for good instead of being asked again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_refused_after_sending_fails_its_requests_as_unavailable_and_sent() {
+        let peers = Peers::default();
+        let url = serve(peers.clone()).await;
+        let asks = asks(5_000);
+        peers.refuse_next.store(true, Ordering::SeqCst);
+        let status = asks
+            .ask(&url, AskKind::ReadIndex, Vec::new())
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(!never_sent(&status), "{status:?}");
+        assert_eq!(
+            asks.ask(&url, AskKind::Propose, vec![0, 4])
+                .await
+                .expect("answer on a new stream"),
+            [0, 4]
+        );
     }
 
     #[tokio::test]
