@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use stead_store::raft::{decode, encode};
+use stead_store::raft::{decode, encode, encoded_len};
 use stead_store::{Command, CommandError, CommandResponse};
 use tokio::sync::oneshot;
 use tonic::Status;
@@ -21,9 +21,14 @@ use crate::ask::{AskKind, Asks};
 /// Batches in flight to the leader before arriving writes wait for the next one.
 const BATCHES_IN_FLIGHT: usize = 8;
 
-/// Writes in one batch at most (each at most etcd's 1.5 MiB request limit, so a batch stays
-/// well under the peer message limit).
+/// Writes in one batch at most.
 const WRITES_PER_BATCH: usize = 256;
+
+/// Encoded bytes of the writes in one batch at most, though a batch always takes its first
+/// write (a write is at most etcd's 1.5 MiB request limit). A batch is one message on the
+/// stream to the leader, and the read indexes and lease renewals behind it wait for all of
+/// it to go.
+const BYTES_PER_BATCH: usize = 4 << 20;
 
 /// What became of one forwarded write at the leader.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -41,6 +46,8 @@ struct Pending {
     /// The leader's peer URL.
     url: String,
     cmd: Command,
+    /// `cmd`'s encoded length.
+    bytes: usize,
     answer: oneshot::Sender<Result<Forwarded, Status>>,
 }
 
@@ -51,19 +58,27 @@ struct Queue {
 }
 
 impl Queue {
-    /// The next batch: the oldest waiting write and every other one for its leader (up to
-    /// the limit). Writes for another leader (leadership just moved) wait their turn.
+    /// The next batch: the oldest waiting write and the ones after it for its leader, in
+    /// order, up to the limits. Writes for another leader (leadership just moved) wait their
+    /// turn; so does the first one that would take the batch over its bytes, and every one
+    /// after it.
     fn next_batch(&mut self) -> Option<Vec<Pending>> {
         let first = self.waiting.pop_front()?;
         let leader = first.leader;
+        let mut bytes = first.bytes;
         let mut batch = vec![first];
         let mut i = 0;
         while batch.len() < WRITES_PER_BATCH && i < self.waiting.len() {
-            if self.waiting[i].leader == leader {
-                batch.extend(self.waiting.remove(i));
-            } else {
+            let next = &self.waiting[i];
+            if next.leader != leader {
                 i += 1;
+                continue;
             }
+            if bytes + next.bytes > BYTES_PER_BATCH {
+                break;
+            }
+            bytes += next.bytes;
+            batch.extend(self.waiting.remove(i));
         }
         Some(batch)
     }
@@ -97,12 +112,15 @@ impl Forwarder {
         cmd: Command,
     ) -> Result<Forwarded, Status> {
         let (answer, outcome) = oneshot::channel();
+        // A command that cannot be counted cannot be encoded either; its batch fails then.
+        let bytes = encoded_len(&cmd).unwrap_or(0);
         let batch = {
             let mut queue = self.queue();
             queue.waiting.push_back(Pending {
                 leader,
                 url,
                 cmd,
+                bytes,
                 answer,
             });
             if queue.in_flight < BATCHES_IN_FLIGHT {
@@ -179,12 +197,21 @@ mod tests {
     use super::*;
 
     fn pending(leader: u64, n: u64) -> (Pending, oneshot::Receiver<Result<Forwarded, Status>>) {
+        sized(leader, n, 8)
+    }
+
+    fn sized(
+        leader: u64,
+        n: u64,
+        bytes: usize,
+    ) -> (Pending, oneshot::Receiver<Result<Forwarded, Status>>) {
         let (answer, outcome) = oneshot::channel();
         let cmd = Command::Compact { revision: n as i64 };
         let p = Pending {
             leader,
             url: format!("http://leader-{leader}"),
             cmd,
+            bytes,
             answer,
         };
         (p, outcome)
@@ -222,5 +249,26 @@ mod tests {
         let want: Vec<i64> = (WRITES_PER_BATCH as i64 + 2..WRITES_PER_BATCH as i64 + 10).collect();
         assert_eq!(revisions(&third), want);
         assert!(queue.next_batch().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_bytes_but_always_takes_its_first_write() {
+        let mut queue = Queue::default();
+        let mut outcomes = Vec::new();
+        let third = BYTES_PER_BATCH / 3;
+        // Three thirds fit; the fourth waits, and the small one behind it with it (in
+        // order). A write over the limit on its own still goes, alone.
+        for (n, bytes) in [third, third, third, third, 10, BYTES_PER_BATCH + 1, 10]
+            .into_iter()
+            .enumerate()
+        {
+            let (p, o) = sized(1, n as u64, bytes);
+            queue.waiting.push_back(p);
+            outcomes.push(o);
+        }
+        let batches: Vec<Vec<i64>> = std::iter::from_fn(|| queue.next_batch())
+            .map(|batch| revisions(&batch))
+            .collect();
+        assert_eq!(batches, vec![vec![0, 1, 2], vec![3, 4], vec![5], vec![6]]);
     }
 }

@@ -19,5 +19,5 @@ pub use log_store::{LastVote, LogStore};
 pub use state_machine::StateMachine;
 pub use types::{
     Entry, LogId, NodeInfo, Raft, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
-    Vote, decode, encode,
+    Vote, decode, encode, encoded_len,
 };

@@ -68,6 +68,11 @@ pub fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(std::io::Error::other)
 }
 
+/// The length of [`encode`]'s output for `value`, counted without building it.
+pub fn encoded_len<T: Serialize>(value: &T) -> std::io::Result<usize> {
+    postcard::experimental::serialized_size(value).map_err(std::io::Error::other)
+}
+
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> std::io::Result<T> {
     postcard::from_bytes(bytes).map_err(std::io::Error::other)
 }
