@@ -29,6 +29,9 @@ trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 declare -a pids=()
 start_cluster() { # kind n
   local kind=$1 n=$2 initial="" i
+  # Each system starts on a quiet disk: dirty pages left by the build or by the system
+  # before (gigabytes after a build) would otherwise be written back under its flushes.
+  sync
   for ((i = 0; i < n; i++)); do initial+="${initial:+,}m$i=http://127.0.0.1:$((23800 + i))"; done
   pids=()
   for ((i = 0; i < n; i++)); do
