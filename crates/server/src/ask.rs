@@ -1,8 +1,8 @@
 //! What a follower asks of the leader (forwarded writes, read indexes, lease renewals)
 //! travels on one long-lived `Ask` stream per leader, as appends travel on `StreamAppend`: a
 //! request is a message tagged with an id, and the leader answers each as soon as it is ready,
-//! tagged with the same id, so answers may pass each other. A message on an open stream costs
-//! both members less than a call of its own: no headers, no new HTTP/2 stream, no routing.
+//! tagged with the same id, so answers may pass each other. A message on an open stream skips
+//! what a call of its own takes: headers, a new HTTP/2 stream, routing at the leader.
 //!
 //! A request the leader answers with an error gets that error, as from a call. When the
 //! stream fails, every request still waiting on it fails with `Unavailable`, and its outcome
@@ -413,6 +413,12 @@ mod tests {
         Asks::new(Channels::default(), Duration::from_millis(deadline_ms))
     }
 
+    /// Asks a write of `data` and checks that the leader's answer is `data` back.
+    async fn assert_echoed(asks: &Asks, url: &str, data: Vec<u8>) {
+        let answer = asks.ask(url, AskKind::Propose, data.clone()).await;
+        assert_eq!(answer.expect("an answer"), data);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_reach_their_askers_out_of_order_over_one_stream() {
         let peers = Peers::default();
@@ -427,8 +433,7 @@ mod tests {
         assert_eq!(middle.expect("answer"), [10, 2]);
         assert_eq!(fast.expect("answer"), [0, 3]);
         for i in 0..5 {
-            let answer = asks.ask(&url, AskKind::Propose, vec![0, i]).await;
-            assert_eq!(answer.expect("answer"), [0, i]);
+            assert_echoed(&asks, &url, vec![0, i]).await;
         }
         assert_eq!(peers.streams.load(Ordering::SeqCst), 1);
     }
@@ -450,12 +455,7 @@ mod tests {
         assert_eq!(failed.code(), Code::Internal);
         assert_eq!(failed.message(), "no leases here");
         // The stream goes on after error answers.
-        assert_eq!(
-            asks.ask(&url, AskKind::Propose, vec![0])
-                .await
-                .expect("answer"),
-            [0]
-        );
+        assert_echoed(&asks, &url, vec![0]).await;
     }
 
     #[tokio::test]
@@ -487,12 +487,7 @@ mod tests {
             // Sent on an open stream: the outcome is unknown, so it must not be asked again.
             assert!(!never_sent(&status), "{status:?}");
         }
-        assert_eq!(
-            asks.ask(&url, AskKind::Propose, vec![0, 9])
-                .await
-                .expect("answer on a new stream"),
-            [0, 9]
-        );
+        assert_echoed(&asks, &url, vec![0, 9]).await;
         assert_eq!(peers.streams.load(Ordering::SeqCst), 2);
     }
 
@@ -510,12 +505,7 @@ mod tests {
             .expect_err("refused");
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert!(!never_sent(&status), "{status:?}");
-        assert_eq!(
-            asks.ask(&url, AskKind::Propose, vec![0, 4])
-                .await
-                .expect("answer on a new stream"),
-            [0, 4]
-        );
+        assert_echoed(&asks, &url, vec![0, 4]).await;
     }
 
     #[tokio::test]
@@ -546,11 +536,6 @@ mod tests {
         let link = asks.link(&url).expect("the open stream");
         assert!(crate::lock(&link.state).waiting.is_empty());
         // Its late answer is dropped; the stream goes on.
-        assert_eq!(
-            asks.ask(&url, AskKind::Propose, vec![0, 1])
-                .await
-                .expect("answer"),
-            [0, 1]
-        );
+        assert_echoed(&asks, &url, vec![0, 1]).await;
     }
 }
