@@ -61,6 +61,29 @@ pub struct BatchResult {
     pub lease_changes: Vec<crate::mvcc::apply::LeaseChange>,
 }
 
+/// A batch committed to the database that readers do not see yet.
+///
+/// [`Unrevealed::reveal`] raises the revision readers see to the batch's. Dropped instead,
+/// the batch stays invisible to every read through the index; its owner must then write
+/// nothing more, so that it is never made durable (a failed flush of its log record).
+/// A batch that compacted keeps the index locked until then (readers would otherwise miss
+/// versions it removed).
+#[must_use = "a batch is invisible until revealed"]
+pub struct Unrevealed<'a> {
+    index: &'a RwLock<Indexed>,
+    held: Option<RwLockWriteGuard<'a, Indexed>>,
+    revision: i64,
+}
+
+impl Unrevealed<'_> {
+    pub fn reveal(self) {
+        match self.held {
+            Some(mut indexed) => indexed.committed = self.revision,
+            None => write_lock(self.index).committed = self.revision,
+        }
+    }
+}
+
 /// A lease as stored: its id and granted TTL, plus the attached keys on request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseInfo {
@@ -231,6 +254,21 @@ impl Engine {
         replication: &[(&str, &[u8])],
         prev_kv_events: bool,
     ) -> Result<BatchResult> {
+        let (batch, unrevealed) =
+            self.apply_unrevealed(commands, durability, replication, prev_kv_events)?;
+        unrevealed.reveal();
+        Ok(batch)
+    }
+
+    /// [`Engine::apply_batch_with`], except that readers see the batch only once the
+    /// returned [`Unrevealed`] is revealed: the caller makes it durable elsewhere first.
+    pub fn apply_unrevealed(
+        &self,
+        commands: &[&Command],
+        durability: Durability,
+        replication: &[(&str, &[u8])],
+        prev_kv_events: bool,
+    ) -> Result<(BatchResult, Unrevealed<'_>)> {
         self.with_db(|db| {
             let result =
                 self.apply_and_commit(db, commands, durability, replication, prev_kv_events);
@@ -248,7 +286,7 @@ impl Engine {
         durability: Durability,
         replication: &[(&str, &[u8])],
         prev_kv_events: bool,
-    ) -> Result<BatchResult> {
+    ) -> Result<(BatchResult, Unrevealed<'_>)> {
         let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
         txn.set_durability(durability).ctx("setting durability")?;
         let mut indexed = write_lock(&self.index);
@@ -285,17 +323,19 @@ impl Engine {
             events,
             lease_changes,
         } = applied;
-        match held {
-            Some(mut indexed) => indexed.committed = state.revision,
-            None => write_lock(&self.index).committed = state.revision,
-        }
-        Ok(BatchResult {
+        let unrevealed = Unrevealed {
+            index: &self.index,
+            held,
+            revision: state.revision,
+        };
+        let batch = BatchResult {
             responses,
             revision: state.revision,
             compacted: state.compacted,
             events,
             lease_changes,
-        })
+        };
+        Ok((batch, unrevealed))
     }
 
     /// Commits an empty transaction with `Immediate` durability, which makes every earlier
@@ -820,6 +860,49 @@ pub fn frame_snapshot(mut payload: Vec<u8>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::types::{PutRequest, RequestOp};
+
+    #[test]
+    fn a_batch_applied_unrevealed_is_read_only_once_revealed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine =
+            Engine::open(&dir.path().join("db"), &EngineOptions::default()).expect("engine opens");
+        let put = |value: &[u8]| {
+            Command::Put(PutRequest {
+                key: b"k".to_vec(),
+                value: value.to_vec(),
+                ..PutRequest::default()
+            })
+        };
+        let req = RangeRequest {
+            key: b"k".to_vec(),
+            ..RangeRequest::default()
+        };
+        let read = |engine: &Engine| {
+            let found = engine.range(&req).expect("range");
+            let values: Vec<Vec<u8>> = found.kvs.iter().map(|kv| kv.value.clone()).collect();
+            (engine.revisions().expect("revisions").0, values)
+        };
+        engine
+            .apply_batch(&[&put(b"one")], Durability::Immediate)
+            .expect("put");
+        let (two, three) = (put(b"two"), put(b"three"));
+        let (_, unrevealed) = engine
+            .apply_unrevealed(&[&two], Durability::None, &[], true)
+            .expect("put");
+        assert_eq!(read(&engine), (2, vec![b"one".to_vec()]));
+        unrevealed.reveal();
+        assert_eq!(read(&engine), (3, vec![b"two".to_vec()]));
+        let (batch, unrevealed) = engine
+            .apply_unrevealed(&[&three], Durability::None, &[], true)
+            .expect("put");
+        assert_eq!(batch.revision, 4);
+        drop(unrevealed);
+        assert_eq!(
+            read(&engine),
+            (3, vec![b"two".to_vec()]),
+            "dropped, never seen"
+        );
+    }
 
     #[test]
     fn a_range_tried_without_waiting_gives_way_to_writers_and_else_reads_as_range_does() {

@@ -22,7 +22,7 @@ mod types;
 mod wal;
 pub mod watch;
 
-pub use engine::{BatchResult, Engine, EngineOptions, LeaseInfo, frame_snapshot};
+pub use engine::{BatchResult, Engine, EngineOptions, LeaseInfo, Unrevealed, frame_snapshot};
 pub use error::{Error, Result};
 pub use mvcc::apply::{LeaseChange, MAX_LEASE_TTL};
 pub use mvcc::keys::KeyRange;

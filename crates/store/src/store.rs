@@ -1,22 +1,29 @@
 //! [`Store`]: the asynchronous face of the engine — group commit, reads, leases, watches.
 //!
 //! ```text
-//!  propose(cmd) ──► bounded queue ──► writer thread: drain queue ─► ONE log record
-//!        ▲                                 (the batch's commands) ─► write + fdatasync
-//!        │                                                        ─► ONE redb write txn
-//!        │                                                           (unsynced)
-//!        └──────────── reply ◄──────────────── publish to Hub ◄─────────┘
+//!  propose(cmd) ──► bounded queue ──► writer thread: drain queue ─► ONE log record ─► log thread:
+//!        ▲                                 (the batch's commands)         write + fdatasync
+//!        │                                 meanwhile ─► ONE redb write txn       │
+//!        │                                              (unsynced, unrevealed)   │
+//!        └──── reply ◄──── publish to Hub ◄──── reveal ◄──── both done ◄─────────┘
 //! ```
 //!
 //! Concurrent writers share a commit: the writer drains everything queued while the previous
 //! flush ran, so under load one fsync acknowledges many writes, and a reply is only sent once
-//! its write is durable.
+//! its write is durable. A batch's apply runs while its log record is flushed, so a lone
+//! write costs about one flush rather than a flush and then an apply.
 //!
 //! # Correctness (single member)
 //! - A batch is durable in the write-ahead log (`data-dir/wal`, one preallocated segment
-//!   overwritten in place: one flush, no metadata) before redb applies it, so nothing a
-//!   reader can see is ever lost. redb commits the batch unsynced, together with the log
-//!   sequence number it applied (`local-wal` replication row).
+//!   overwritten in place: one flush, no metadata) before anyone sees it. redb commits the
+//!   batch unsynced, together with the log sequence number it applied (`local-wal`
+//!   replication row), while the record is flushed, but readers see the index only up to
+//!   the revealed revision ([`Unrevealed`]), raised after the flush returns; the watch hub
+//!   and the replies come after that.
+//! - If the flush fails, the batch stays unrevealed and the writer takes nothing more. redb
+//!   is never synced, copied or closed again in this process: closing would make its
+//!   unsynced commits durable, so the database is left open until the process exits, and
+//!   the next open rolls back to the last synced commit and replays the log.
 //! - When a log segment fills, redb is synced (an empty durable commit makes every earlier
 //!   one durable) and the older segments are removed.
 //! - On open, every logged batch above the applied sequence number is applied again, in
@@ -40,7 +47,7 @@ use redb::Durability;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{BatchResult, Engine, EngineOptions, LeaseInfo, frame_snapshot};
+use crate::engine::{BatchResult, Engine, EngineOptions, LeaseInfo, Unrevealed, frame_snapshot};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::lease::MIN_LEASE_TTL;
@@ -51,7 +58,7 @@ use crate::types::{
     AlarmType, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, RevisionEvents, TxnRequest, TxnResponse,
 };
-use crate::wal::{self, Wal};
+use crate::wal::{self, Appended, Wal};
 use crate::watch::Hub;
 
 /// How often the leader records the seconds left on leases.
@@ -228,6 +235,9 @@ pub struct Shared {
     lessor: Mutex<Lessor>,
     db_size: AtomicU64,
     no_space: AtomicBool,
+    /// The single member's log failed after a batch reached redb unrevealed: redb must not
+    /// be made durable or copied (defragment, snapshot) in this process.
+    log_failed: AtomicBool,
     counters: Counters,
     db_path: PathBuf,
 }
@@ -273,22 +283,41 @@ impl Shared {
         durability: Durability,
         replication: &[(&str, &[u8])],
     ) -> Result<Vec<Result<CommandResponse>>> {
-        let touches_alarms = cmds.iter().any(|c| matches!(c, Command::Alarm { .. }));
+        let (batch, unrevealed) = self.apply_unrevealed(cmds, durability, replication)?;
+        unrevealed.reveal();
+        Ok(self.publish(cmds, batch))
+    }
+
+    /// [`Shared::apply`] up to the commit: readers see nothing of the batch until it is
+    /// revealed and then [published](Shared::publish).
+    fn apply_unrevealed(
+        &self,
+        cmds: &[&Command],
+        durability: Durability,
+        replication: &[(&str, &[u8])],
+    ) -> Result<(BatchResult, Unrevealed<'_>)> {
         let started = Instant::now();
         let prev_kv_events = self.hub.wants_prev_kv();
         let result = self
             .engine
-            .apply_batch_with(cmds, durability, replication, prev_kv_events);
+            .apply_unrevealed(cmds, durability, replication, prev_kv_events);
         self.counters
             .commit_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result
+    }
+
+    /// The rest of [`Shared::apply`] for a revealed batch of `cmds`: counters, lease
+    /// deadlines, alarms, and its events to watchers. Returns one result per command.
+    fn publish(&self, cmds: &[&Command], batch: BatchResult) -> Vec<Result<CommandResponse>> {
+        let touches_alarms = cmds.iter().any(|c| matches!(c, Command::Alarm { .. }));
         let BatchResult {
             responses,
             revision,
             compacted,
             events,
             lease_changes,
-        } = result?;
+        } = batch;
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         self.counters
             .proposals
@@ -311,7 +340,18 @@ impl Shared {
             self.no_space.store(raised, Ordering::Release);
         }
         self.hub.publish(revision, compacted, events);
-        Ok(responses)
+        responses
+    }
+
+    /// Refuses what would persist or copy redb as it is after the log failed.
+    fn check_log(&self) -> Result<()> {
+        if self.log_failed.load(Ordering::Acquire) {
+            return Err(Error::Io {
+                context: "the write-ahead log",
+                source: std::io::Error::other("a write-ahead log write failed; restart the member"),
+            });
+        }
+        Ok(())
     }
 
     /// After the whole state was replaced (a snapshot was installed): reload what is kept
@@ -363,24 +403,40 @@ impl Store {
     pub fn open(config: StoreConfig) -> Result<Store> {
         let store = Store::open_unstarted(config)?;
         let start = store.inner.wal_start;
-        let wal = Wal::create(&wal_dir(&store.inner.config), start.segment, start.seq)
+        let mut wal = Wal::create(&wal_dir(&store.inner.config), start.segment, start.seq)
             .map_err(wal_error("creating the write-ahead log"))?;
+        store.start_writer(move |record| wal.append(&[record], &[], true))?;
+        Ok(store)
+    }
+
+    /// Starts the local writer thread, whose log thread appends and syncs each record
+    /// with `append`.
+    fn start_writer(
+        &self,
+        append: impl FnMut(&[u8]) -> std::io::Result<Appended> + Send + 'static,
+    ) -> Result<()> {
+        let writer = Writer {
+            shared: self.inner.shared.clone(),
+            log: Log::start(append)?,
+            wal_dir: wal_dir(&self.inner.config),
+            next_seq: self.inner.wal_start.seq,
+            failed: false,
+        };
         let (tx, rx) = mpsc::channel(MAX_BATCH);
-        let shared = store.inner.shared.clone();
         let handle = std::thread::Builder::new()
             .name("stead-writer".into())
-            .spawn(move || Writer { shared, wal }.run(rx))
+            .spawn(move || writer.run(rx))
             .map_err(|source| Error::Io {
                 context: "starting the writer thread",
                 source,
             })?;
-        *lock(&store.inner.writer) = Some(handle);
-        *lock(&store.inner.local_queue) = Some(tx);
-        store.set_proposer(Arc::new(LocalProposer {
-            queue: store.inner.local_queue.clone(),
-            shared: store.inner.shared.clone(),
+        *lock(&self.inner.writer) = Some(handle);
+        *lock(&self.inner.local_queue) = Some(tx);
+        self.set_proposer(Arc::new(LocalProposer {
+            queue: self.inner.local_queue.clone(),
+            shared: self.inner.shared.clone(),
         }));
-        Ok(store)
+        Ok(())
     }
 
     /// Opens the store without a proposer; the replication layer supplies one with
@@ -417,6 +473,7 @@ impl Store {
             lessor: Mutex::new(lessor),
             db_size: AtomicU64::new(db_size),
             no_space: AtomicBool::new(no_space),
+            log_failed: AtomicBool::new(false),
             counters: Counters::default(),
             db_path,
         });
@@ -711,6 +768,7 @@ impl Store {
         let engine = self.engine().clone();
         let shared = self.inner.shared.clone();
         blocking(move || {
+            shared.check_log()?;
             engine.defragment()?;
             shared.db_size.store(engine.size()?.0, Ordering::Release);
             Ok(())
@@ -721,7 +779,9 @@ impl Store {
     /// A consistent snapshot framed like etcd's (`etcdctl snapshot save` accepts it).
     pub async fn snapshot(&self) -> Result<Vec<u8>> {
         let engine = self.engine().clone();
+        let shared = self.inner.shared.clone();
         blocking(move || {
+            shared.check_log()?;
             let mut payload = Vec::new();
             engine.write_snapshot(&mut payload)?;
             Ok(frame_snapshot(payload))
@@ -779,9 +839,63 @@ impl Proposer for LocalProposer {
     }
 }
 
+/// The single member's write-ahead log on a thread of its own, so that a batch's flush and
+/// its apply to redb run at the same time: [`Log::send`] a record, then [`Log::wait`] for
+/// it to be durable.
+struct Log {
+    records: std::sync::mpsc::SyncSender<Vec<u8>>,
+    appended: std::sync::mpsc::Receiver<std::io::Result<Appended>>,
+}
+
+impl Log {
+    /// Starts the thread; `append` writes and syncs one record.
+    fn start(
+        mut append: impl FnMut(&[u8]) -> std::io::Result<Appended> + Send + 'static,
+    ) -> Result<Log> {
+        let (records, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (tx, appended) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("stead-wal".into())
+            .spawn(move || {
+                while let Ok(record) = rx.recv() {
+                    if tx.send(append(&record)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|source| Error::Io {
+                context: "starting the write-ahead log thread",
+                source,
+            })?;
+        Ok(Log { records, appended })
+    }
+
+    fn send(&self, record: Vec<u8>) -> Result<()> {
+        self.records.send(record).map_err(|_| Error::Stopped)
+    }
+
+    fn wait(&self) -> Result<Appended> {
+        self.appended
+            .recv()
+            .map_err(|_| Error::Stopped)?
+            .map_err(wal_error("writing the write-ahead log"))
+    }
+
+    fn append(&self, record: Vec<u8>) -> Result<Appended> {
+        self.send(record)?;
+        self.wait()
+    }
+}
+
 struct Writer {
     shared: Arc<Shared>,
-    wal: Wal,
+    log: Log,
+    wal_dir: PathBuf,
+    /// The sequence number the log gives its next record.
+    next_seq: u64,
+    /// A batch may be in redb (unsynced, unrevealed) without its log record: nothing more
+    /// may be written, and redb must never be synced.
+    failed: bool,
 }
 
 impl Writer {
@@ -797,7 +911,9 @@ impl Writer {
             self.commit(batch);
         }
         // A clean stop leaves nothing to replay.
-        if let Err(e) = self.shared.engine.sync() {
+        if !self.failed
+            && let Err(e) = self.shared.engine.sync()
+        {
             tracing::warn!(error = %e, "syncing the store on shutdown failed");
         }
     }
@@ -823,41 +939,81 @@ impl Writer {
         }
     }
 
-    /// Makes the batch durable in the log, then applies it to redb unsynced.
+    /// Logs the batch and, while its record is flushed, applies it to redb unsynced and
+    /// unrevealed; reveals it once the record is durable.
     fn log_and_apply(&mut self, cmds: &[&Command]) -> Result<Vec<Result<CommandResponse>>> {
-        let record = encode_record(&LocalRecordRef::Batch(cmds))?;
-        let logged = self
-            .wal
-            .append(&[&record], &[], true)
-            .map_err(wal_error("writing the write-ahead log"))?;
-        let row = logged.last_seq.to_be_bytes();
-        let responses = match self
-            .shared
-            .apply(cmds, Durability::None, &[(LOCAL_WAL, &row)])
-        {
-            Ok(responses) => responses,
-            Err(e) => {
-                // Logged but not applied: a replay must not apply it either.
-                let abort = encode_record(&LocalRecordRef::Abort {
-                    seq: logged.last_seq,
-                })?;
-                if let Err(log_error) = self.wal.append(&[&abort], &[], true) {
-                    tracing::error!(error = %log_error, "logging an aborted batch failed");
-                }
-                return Err(e);
-            }
-        };
-        if logged.rotated {
-            self.checkpoint(logged.segment);
+        if self.failed {
+            return Err(Error::Io {
+                context: "writing the write-ahead log",
+                source: std::io::Error::other(
+                    "an earlier write-ahead log write failed; restart the member",
+                ),
+            });
         }
-        Ok(responses)
+        let seq = self.next_seq;
+        self.log
+            .send(encode_record(&LocalRecordRef::Batch(cmds))?)?;
+        let row = seq.to_be_bytes();
+        let applied = self
+            .shared
+            .apply_unrevealed(cmds, Durability::None, &[(LOCAL_WAL, &row)]);
+        let logged = self.log.wait().and_then(|logged| {
+            if logged.last_seq == seq {
+                Ok(logged)
+            } else {
+                Err(Error::Io {
+                    context: "writing the write-ahead log",
+                    source: std::io::Error::other(format!(
+                        "record {} logged where {seq} was expected",
+                        logged.last_seq
+                    )),
+                })
+            }
+        });
+        self.next_seq = seq + 1;
+        match (applied, logged) {
+            (Ok((batch, unrevealed)), Ok(logged)) => {
+                unrevealed.reveal();
+                let responses = self.shared.publish(cmds, batch);
+                if logged.rotated {
+                    self.checkpoint(logged.segment);
+                }
+                Ok(responses)
+            }
+            (Err(e), Ok(_)) => {
+                // Logged but not applied: a replay must not apply it either.
+                let abort = encode_record(&LocalRecordRef::Abort { seq })?;
+                match self.log.append(abort) {
+                    Ok(_) => self.next_seq += 1,
+                    Err(log_error) => {
+                        self.failed = true;
+                        tracing::error!(error = %log_error, "logging an aborted batch failed");
+                    }
+                }
+                Err(e)
+            }
+            // The batch is not durable, so no one may see it, and redb must never make it
+            // durable: no more writes or syncs in this process. Closing the database would
+            // make its unsynced commits durable, so an applied batch keeps it open until the
+            // process exits; the next open rolls back to the last synced commit and replays
+            // the log.
+            (applied, Err(e)) => {
+                self.failed = true;
+                self.shared.log_failed.store(true, Ordering::Release);
+                if applied.is_ok() {
+                    std::mem::forget(Arc::clone(&self.shared.engine));
+                }
+                tracing::error!(error = %e, "the write-ahead log failed; restart the member");
+                Err(e)
+            }
+        }
     }
 
     /// Makes redb durable up to now, so the log segments before `segment` are not needed.
     fn checkpoint(&self, segment: u64) {
         match self.shared.engine.sync() {
             Ok(()) => {
-                if let Err(e) = self.wal.remove_below(segment) {
+                if let Err(e) = wal::remove_segments_below(&self.wal_dir, segment) {
                     tracing::warn!(error = %e, "removing synced write-ahead log segments failed");
                 }
             }
@@ -928,6 +1084,19 @@ mod tests {
         found.kvs.first().map(|kv| kv.mod_revision)
     }
 
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.file_type().expect("type").is_dir() {
+                std::fs::create_dir_all(&target).expect("mkdir");
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).expect("copy");
+            }
+        }
+    }
+
     /// Appends batches (and aborts) to the log of `dir` the way the writer does, as if redb
     /// lost them in a crash: the log continues from what the store recorded as applied.
     fn log_unsynced(dir: &std::path::Path, records: &[LocalRecordRef<'_>], torn_tail: bool) {
@@ -961,6 +1130,65 @@ mod tests {
             segment[end..end + head.len()].copy_from_slice(&head);
             std::fs::write(&path, segment).expect("write");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_whose_log_write_fails_is_never_seen_nor_made_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StoreConfig::new(dir.path());
+        let store = Store::open_unstarted(config.clone()).expect("open");
+        let start = store.inner.wal_start;
+        let mut wal = Wal::create(&wal_dir(&config), start.segment, start.seq).expect("create");
+        let mut appends = 0;
+        store
+            .start_writer(move |record| {
+                appends += 1;
+                if appends > 1 {
+                    return Err(std::io::Error::other("injected: the flush failed"));
+                }
+                wal.append(&[record], &[], true)
+            })
+            .expect("start");
+        store.propose(put("a")).await.expect("put a");
+        // redb applies this batch while its log record is (not) being written.
+        let failed = store.propose(put("b")).await.expect_err("the log failed");
+        assert!(failed.to_string().contains("injected"), "{failed}");
+        assert_eq!(
+            revision_of(&store, "b").await,
+            None,
+            "seen before it was durable"
+        );
+        let (revision, _) = store.engine().revisions().expect("revisions");
+        assert_eq!(revision, 2, "the revision readers see");
+        let refused = store
+            .propose(put("c"))
+            .await
+            .expect_err("the log failed earlier");
+        assert!(refused.to_string().contains("restart"), "{refused}");
+        store
+            .defragment()
+            .await
+            .expect_err("would make the unlogged batch durable");
+        store
+            .snapshot()
+            .await
+            .expect_err("would copy the unlogged batch");
+        store.shutdown();
+        drop(store);
+
+        // What a restart finds once this process exits: the files as they are now (the
+        // database stays open here, so that closing it cannot make the batch durable).
+        let restarted = tempfile::tempdir().expect("tempdir");
+        copy_dir(dir.path(), restarted.path());
+        let store = Store::open(StoreConfig::new(restarted.path())).expect("reopen");
+        assert_eq!(revision_of(&store, "a").await, Some(2));
+        assert_eq!(
+            revision_of(&store, "b").await,
+            None,
+            "made durable without its log"
+        );
+        store.propose(put("c")).await.expect("put c");
+        assert_eq!(revision_of(&store, "c").await, Some(3));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@
 //!   first record continues the sequence (a log reopened after a torn write continues in a
 //!   new segment).
 //! - Segments are named by increasing numbers and read in that order; the caller removes a
-//!   segment only once nothing in it is needed ([`Wal::remove_below`]).
+//!   segment only once nothing in it is needed ([`remove_segments_below`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -248,7 +248,7 @@ impl Wal {
     }
 
     /// Starts writing at a new segment `number` (above every segment in `dir`), with the
-    /// first record numbered `next_seq`. Older segments stay until [`Wal::remove_below`].
+    /// first record numbered `next_seq`. Older segments stay until [`remove_segments_below`].
     pub(crate) fn create(dir: &Path, number: u64, next_seq: u64) -> io::Result<Wal> {
         Wal::create_sized(dir, number, next_seq, SEGMENT_BYTES)
     }
@@ -355,11 +355,6 @@ impl Wal {
         self.offset = 0;
         self.spare = Some(spawn_spare(&self.dir, number + 1, self.segment_bytes)?);
         Ok(())
-    }
-
-    /// Removes every segment numbered below `number`.
-    pub(crate) fn remove_below(&self, number: u64) -> io::Result<()> {
-        remove_segments_below(&self.dir, number)
     }
 }
 
