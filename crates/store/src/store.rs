@@ -845,6 +845,7 @@ impl Proposer for LocalProposer {
 struct Log {
     records: std::sync::mpsc::SyncSender<Vec<u8>>,
     appended: std::sync::mpsc::Receiver<std::io::Result<Appended>>,
+    thread: JoinHandle<()>,
 }
 
 impl Log {
@@ -854,7 +855,7 @@ impl Log {
     ) -> Result<Log> {
         let (records, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
         let (tx, appended) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("stead-wal".into())
             .spawn(move || {
                 while let Ok(record) = rx.recv() {
@@ -867,7 +868,18 @@ impl Log {
                 context: "starting the write-ahead log thread",
                 source,
             })?;
-        Ok(Log { records, appended })
+        Ok(Log {
+            records,
+            appended,
+            thread,
+        })
+    }
+
+    /// Ends the thread once its last record is done, and waits for it (and so for the log
+    /// to be closed).
+    fn stop(self) {
+        drop(self.records);
+        let _ = self.thread.join();
     }
 
     fn send(&self, record: Vec<u8>) -> Result<()> {
@@ -916,6 +928,7 @@ impl Writer {
         {
             tracing::warn!(error = %e, "syncing the store on shutdown failed");
         }
+        self.log.stop();
     }
 
     fn commit(&mut self, batch: Vec<Proposal>) {
@@ -1082,6 +1095,21 @@ mod tests {
             .await
             .ok()?;
         found.kvs.first().map(|kv| kv.mod_revision)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_returns_once_the_log_is_closed_and_its_spare_segment_made() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path())).expect("open");
+        store.propose(put("a")).await.expect("put a");
+        store.shutdown();
+        let mut files: Vec<String> = std::fs::read_dir(dir.path().join("wal"))
+            .expect("wal dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        // A spare still being made would appear later, under a number a reopened log uses.
+        assert_eq!(files, ["0000000000000001.wal", "0000000000000002.wal"]);
     }
 
     fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
