@@ -4,14 +4,16 @@
 //! and blocking read tasks.
 //!
 //! # Correctness
-//! Locks are always taken in the order database, then index. Readers see the index only up
-//! to `committed`, the newest revision whose write transaction has committed, and read the
-//! database through a snapshot taken while holding the index lock; the writer raises
-//! `committed` only after its commit returns.
+//! Locks are always taken in the order unrevealed gate, database, index. Readers see the
+//! index only up to `committed`, the newest revision whose write transaction has committed
+//! (and been revealed, see [`Unrevealed`]), and read the database through a snapshot taken
+//! while holding the index lock; the writer raises `committed` only after its commit
+//! returns.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, WriteTransaction,
@@ -63,23 +65,36 @@ pub struct BatchResult {
 
 /// A batch committed to the database that readers do not see yet.
 ///
-/// [`Unrevealed::reveal`] raises the revision readers see to the batch's. Dropped instead,
-/// the batch stays invisible to every read through the index; its owner must then write
-/// nothing more, so that it is never made durable (a failed flush of its log record).
-/// A batch that compacted keeps the index locked until then (readers would otherwise miss
-/// versions it removed).
+/// [`Unrevealed::reveal`] raises the revision readers see to the batch's. Dropped instead
+/// (its log record failed to become durable), the batch stays invisible to every read
+/// through the index, and the engine refuses from then on to sync, defragment or snapshot
+/// the database, which would make it durable or copy it; its owner must write nothing more.
+/// Until either, [`Engine::sync`], [`Engine::defragment`] and snapshots wait. A batch that
+/// compacted also keeps the index locked (readers would otherwise miss versions it removed),
+/// and its compaction shows once it is applied: such a batch should be revealed at once.
 #[must_use = "a batch is invisible until revealed"]
 pub struct Unrevealed<'a> {
-    index: &'a RwLock<Indexed>,
+    engine: &'a Engine,
     held: Option<RwLockWriteGuard<'a, Indexed>>,
     revision: i64,
+    revealed: bool,
+    _gate: MutexGuard<'a, ()>,
 }
 
 impl Unrevealed<'_> {
-    pub fn reveal(self) {
-        match self.held {
+    pub fn reveal(mut self) {
+        match self.held.take() {
             Some(mut indexed) => indexed.committed = self.revision,
-            None => write_lock(self.index).committed = self.revision,
+            None => write_lock(&self.engine.index).committed = self.revision,
+        }
+        self.revealed = true;
+    }
+}
+
+impl Drop for Unrevealed<'_> {
+    fn drop(&mut self) {
+        if !self.revealed {
+            self.engine.abandoned.store(true, Ordering::Release);
         }
     }
 }
@@ -106,6 +121,12 @@ pub struct Engine {
     db: RwLock<Database>,
     index: RwLock<Indexed>,
     path: PathBuf,
+    /// Held by an [`Unrevealed`] batch until it is revealed: what would make the database
+    /// durable or copy it whole waits for it.
+    unrevealed: Mutex<()>,
+    /// An unrevealed batch was dropped: the database holds a commit that no one may see,
+    /// persist or copy.
+    abandoned: AtomicBool,
 }
 
 // A poisoned lock only means another thread panicked while holding it; the database is
@@ -175,6 +196,8 @@ impl Engine {
             db: RwLock::new(db),
             index: RwLock::new(Indexed::default()),
             path: path.to_path_buf(),
+            unrevealed: Mutex::new(()),
+            abandoned: AtomicBool::new(false),
         };
         engine.with_db(|db| engine.rebuild_index(db))?;
         Ok(engine)
@@ -228,6 +251,16 @@ impl Engine {
         self.with_db(|db| f(&db.begin_read().ctx("starting a read")?))
     }
 
+    /// [`Engine::read`] of a snapshot without an unrevealed batch in it.
+    fn read_settled<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
+        let settled = self.settled()?;
+        self.with_db(|db| {
+            let txn = db.begin_read().ctx("starting a read")?;
+            drop(settled);
+            f(&txn)
+        })
+    }
+
     /// Applies `commands` in one write transaction committed with `durability`.
     ///
     /// # Correctness
@@ -269,14 +302,38 @@ impl Engine {
         replication: &[(&str, &[u8])],
         prev_kv_events: bool,
     ) -> Result<(BatchResult, Unrevealed<'_>)> {
-        self.with_db(|db| {
+        let gate = crate::lock(&self.unrevealed);
+        let (batch, held) = self.with_db(|db| {
             let result =
                 self.apply_and_commit(db, commands, durability, replication, prev_kv_events);
             if result.is_err() {
                 self.rebuild_index(db)?;
             }
             result
-        })
+        })?;
+        let unrevealed = Unrevealed {
+            engine: self,
+            held,
+            revision: batch.revision,
+            revealed: false,
+            _gate: gate,
+        };
+        Ok((batch, unrevealed))
+    }
+
+    /// Waits for an unrevealed batch to be revealed and fails if one was abandoned: what
+    /// would persist or copy the database whole calls this first, and keeps the guard.
+    fn settled(&self) -> Result<MutexGuard<'_, ()>> {
+        let gate = crate::lock(&self.unrevealed);
+        if self.abandoned.load(Ordering::Acquire) {
+            return Err(Error::Io {
+                context: "the database",
+                source: std::io::Error::other(
+                    "it holds a write whose log record failed to become durable; restart the member",
+                ),
+            });
+        }
+        Ok(gate)
     }
 
     fn apply_and_commit(
@@ -286,7 +343,7 @@ impl Engine {
         durability: Durability,
         replication: &[(&str, &[u8])],
         prev_kv_events: bool,
-    ) -> Result<(BatchResult, Unrevealed<'_>)> {
+    ) -> Result<(BatchResult, Option<RwLockWriteGuard<'_, Indexed>>)> {
         let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
         txn.set_durability(durability).ctx("setting durability")?;
         let mut indexed = write_lock(&self.index);
@@ -323,11 +380,6 @@ impl Engine {
             events,
             lease_changes,
         } = applied;
-        let unrevealed = Unrevealed {
-            index: &self.index,
-            held,
-            revision: state.revision,
-        };
         let batch = BatchResult {
             responses,
             revision: state.revision,
@@ -335,12 +387,13 @@ impl Engine {
             events,
             lease_changes,
         };
-        Ok((batch, unrevealed))
+        Ok((batch, held))
     }
 
     /// Commits an empty transaction with `Immediate` durability, which makes every earlier
     /// `Durability::None` commit durable too.
     pub fn sync(&self) -> Result<()> {
+        let _settled = self.settled()?;
         self.with_db(|db| {
             let mut txn = db.begin_write().ctx("starting a sync")?;
             txn.set_durability(Durability::Immediate)
@@ -596,6 +649,7 @@ impl Engine {
     /// Rewrites the file to release free space (etcd's defragment). Waits for every open
     /// transaction to finish.
     pub fn defragment(&self) -> Result<()> {
+        let _settled = self.settled()?;
         let mut db = write_lock(&self.db);
         while db.compact().ctx("defragmenting")? {}
         Ok(())
@@ -614,7 +668,7 @@ impl Engine {
         out: &mut impl Write,
         replication: &[&str],
     ) -> Result<(u64, Vec<Option<Vec<u8>>>)> {
-        self.read(|txn| {
+        self.read_settled(|txn| {
             let rows = {
                 let table = txn.open_table(REPLICATION).ctx("opening replication")?;
                 replication
@@ -890,7 +944,14 @@ mod tests {
             .apply_unrevealed(&[&two], Durability::None, &[], true)
             .expect("put");
         assert_eq!(read(&engine), (2, vec![b"one".to_vec()]));
-        unrevealed.reveal();
+        // A sync (and so a defragmentation or a snapshot) waits for the batch's fate.
+        std::thread::scope(|scope| {
+            let synced = scope.spawn(|| engine.sync());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!synced.is_finished(), "synced an unrevealed batch");
+            unrevealed.reveal();
+            synced.join().expect("sync thread").expect("sync");
+        });
         assert_eq!(read(&engine), (3, vec![b"two".to_vec()]));
         let (batch, unrevealed) = engine
             .apply_unrevealed(&[&three], Durability::None, &[], true)
@@ -902,6 +963,12 @@ mod tests {
             (3, vec![b"two".to_vec()]),
             "dropped, never seen"
         );
+        // Nothing may make the dropped batch durable or copy it.
+        engine.sync().expect_err("sync");
+        engine.defragment().expect_err("defragment");
+        engine
+            .write_snapshot(&mut Vec::new())
+            .expect_err("snapshot");
     }
 
     #[test]

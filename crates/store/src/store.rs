@@ -19,11 +19,16 @@
 //!   batch unsynced, together with the log sequence number it applied (`local-wal`
 //!   replication row), while the record is flushed, but readers see the index only up to
 //!   the revealed revision ([`Unrevealed`]), raised after the flush returns; the watch hub
-//!   and the replies come after that.
+//!   and the replies come after that. A batch that compacts is applied after its flush
+//!   instead (a compaction shows as soon as it is applied). Syncing, defragmenting and
+//!   snapshotting redb wait for an unrevealed batch to be revealed. Reads straight from
+//!   redb that skip the index (lease lists, the applied index, the whole-database hash) may
+//!   see a batch up to one flush before it is durable.
 //! - If the flush fails, the batch stays unrevealed and the writer takes nothing more. redb
-//!   is never synced, copied or closed again in this process: closing would make its
-//!   unsynced commits durable, so the database is left open until the process exits, and
-//!   the next open rolls back to the last synced commit and replays the log.
+//!   is never synced, defragmented, snapshotted or closed again in this process: closing
+//!   would make its unsynced commits durable, so the database is left open until the
+//!   process exits, and the next open rolls back to the last synced commit and replays the
+//!   log.
 //! - When a log segment fills, redb is synced (an empty durable commit makes every earlier
 //!   one durable) and the older segments are removed.
 //! - On open, every logged batch above the applied sequence number is applied again, in
@@ -235,9 +240,6 @@ pub struct Shared {
     lessor: Mutex<Lessor>,
     db_size: AtomicU64,
     no_space: AtomicBool,
-    /// The single member's log failed after a batch reached redb unrevealed: redb must not
-    /// be made durable or copied (defragment, snapshot) in this process.
-    log_failed: AtomicBool,
     counters: Counters,
     db_path: PathBuf,
 }
@@ -341,17 +343,6 @@ impl Shared {
         }
         self.hub.publish(revision, compacted, events);
         responses
-    }
-
-    /// Refuses what would persist or copy redb as it is after the log failed.
-    fn check_log(&self) -> Result<()> {
-        if self.log_failed.load(Ordering::Acquire) {
-            return Err(Error::Io {
-                context: "the write-ahead log",
-                source: std::io::Error::other("a write-ahead log write failed; restart the member"),
-            });
-        }
-        Ok(())
     }
 
     /// After the whole state was replaced (a snapshot was installed): reload what is kept
@@ -473,7 +464,6 @@ impl Store {
             lessor: Mutex::new(lessor),
             db_size: AtomicU64::new(db_size),
             no_space: AtomicBool::new(no_space),
-            log_failed: AtomicBool::new(false),
             counters: Counters::default(),
             db_path,
         });
@@ -768,7 +758,6 @@ impl Store {
         let engine = self.engine().clone();
         let shared = self.inner.shared.clone();
         blocking(move || {
-            shared.check_log()?;
             engine.defragment()?;
             shared.db_size.store(engine.size()?.0, Ordering::Release);
             Ok(())
@@ -779,9 +768,7 @@ impl Store {
     /// A consistent snapshot framed like etcd's (`etcdctl snapshot save` accepts it).
     pub async fn snapshot(&self) -> Result<Vec<u8>> {
         let engine = self.engine().clone();
-        let shared = self.inner.shared.clone();
         blocking(move || {
-            shared.check_log()?;
             let mut payload = Vec::new();
             engine.write_snapshot(&mut payload)?;
             Ok(frame_snapshot(payload))
@@ -892,11 +879,6 @@ impl Log {
             .map_err(|_| Error::Stopped)?
             .map_err(wal_error("writing the write-ahead log"))
     }
-
-    fn append(&self, record: Vec<u8>) -> Result<Appended> {
-        self.send(record)?;
-        self.wait()
-    }
 }
 
 struct Writer {
@@ -953,7 +935,8 @@ impl Writer {
     }
 
     /// Logs the batch and, while its record is flushed, applies it to redb unsynced and
-    /// unrevealed; reveals it once the record is durable.
+    /// unrevealed; reveals it once the record is durable. A batch that compacts is applied
+    /// after the flush instead: a compaction shows as soon as it is applied.
     fn log_and_apply(&mut self, cmds: &[&Command]) -> Result<Vec<Result<CommandResponse>>> {
         if self.failed {
             return Err(Error::Io {
@@ -967,57 +950,76 @@ impl Writer {
         self.log
             .send(encode_record(&LocalRecordRef::Batch(cmds))?)?;
         let row = seq.to_be_bytes();
-        let applied = self
-            .shared
-            .apply_unrevealed(cmds, Durability::None, &[(LOCAL_WAL, &row)]);
-        let logged = self.log.wait().and_then(|logged| {
-            if logged.last_seq == seq {
-                Ok(logged)
-            } else {
-                Err(Error::Io {
-                    context: "writing the write-ahead log",
-                    source: std::io::Error::other(format!(
-                        "record {} logged where {seq} was expected",
-                        logged.last_seq
-                    )),
-                })
+        let replication = [(LOCAL_WAL, row.as_slice())];
+        let compacts = cmds.iter().any(|c| matches!(c, Command::Compact { .. }));
+        let shared = Arc::clone(&self.shared);
+        let applied =
+            (!compacts).then(|| shared.apply_unrevealed(cmds, Durability::None, &replication));
+        let logged = match self.wait_for(seq) {
+            Ok(logged) => logged,
+            Err(e) => {
+                // Not durable, so no one may see it, and redb must never make it durable:
+                // no more writes in this process. Closing the database would make its
+                // unsynced commits durable, so an applied batch keeps it open until the
+                // process exits; the next open rolls back to the last synced commit and
+                // replays the log. (The applied batch, dropped unrevealed, makes the engine
+                // refuse syncs, defragmentation and snapshots.)
+                self.failed = true;
+                if let Some(Ok(_)) = &applied {
+                    std::mem::forget(Arc::clone(&shared.engine));
+                }
+                tracing::error!(error = %e, "the write-ahead log failed; restart the member");
+                return Err(e);
             }
-        });
-        self.next_seq = seq + 1;
-        match (applied, logged) {
-            (Ok((batch, unrevealed)), Ok(logged)) => {
+        };
+        let applied = applied
+            .unwrap_or_else(|| shared.apply_unrevealed(cmds, Durability::None, &replication));
+        match applied {
+            Ok((batch, unrevealed)) => {
                 unrevealed.reveal();
-                let responses = self.shared.publish(cmds, batch);
+                let responses = shared.publish(cmds, batch);
                 if logged.rotated {
                     self.checkpoint(logged.segment);
                 }
                 Ok(responses)
             }
-            (Err(e), Ok(_)) => {
+            Err(e) => {
                 // Logged but not applied: a replay must not apply it either.
-                let abort = encode_record(&LocalRecordRef::Abort { seq })?;
-                match self.log.append(abort) {
-                    Ok(_) => self.next_seq += 1,
-                    Err(log_error) => {
-                        self.failed = true;
-                        tracing::error!(error = %log_error, "logging an aborted batch failed");
-                    }
-                }
+                self.abort(seq);
                 Err(e)
             }
-            // The batch is not durable, so no one may see it, and redb must never make it
-            // durable: no more writes or syncs in this process. Closing the database would
-            // make its unsynced commits durable, so an applied batch keeps it open until the
-            // process exits; the next open rolls back to the last synced commit and replays
-            // the log.
-            (applied, Err(e)) => {
+        }
+    }
+
+    /// Waits for the record numbered `seq` to be durable.
+    fn wait_for(&mut self, seq: u64) -> Result<Appended> {
+        let logged = self.log.wait()?;
+        self.next_seq = logged.last_seq + 1;
+        if logged.last_seq != seq {
+            return Err(Error::Io {
+                context: "writing the write-ahead log",
+                source: std::io::Error::other(format!(
+                    "record {} logged where {seq} was expected",
+                    logged.last_seq
+                )),
+            });
+        }
+        Ok(logged)
+    }
+
+    /// Logs that the batch numbered `seq` was not applied. If that fails, nothing more is
+    /// written: a replay would apply the batch, out of order.
+    fn abort(&mut self, seq: u64) {
+        let next = self.next_seq;
+        let aborted = encode_record(&LocalRecordRef::Abort { seq })
+            .and_then(|record| self.log.send(record))
+            .and_then(|()| self.wait_for(next));
+        match aborted {
+            Ok(logged) if logged.rotated => self.checkpoint(logged.segment),
+            Ok(_) => {}
+            Err(e) => {
                 self.failed = true;
-                self.shared.log_failed.store(true, Ordering::Release);
-                if applied.is_ok() {
-                    std::mem::forget(Arc::clone(&self.shared.engine));
-                }
-                tracing::error!(error = %e, "the write-ahead log failed; restart the member");
-                Err(e)
+                tracing::error!(error = %e, "logging an aborted batch failed; restart the member");
             }
         }
     }
@@ -1160,10 +1162,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_whose_log_write_fails_is_never_seen_nor_made_durable() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = StoreConfig::new(dir.path());
+    /// A store in `dir` whose log fails every append after the first `good` ones.
+    fn store_whose_log_fails_after(dir: &std::path::Path, good: usize) -> Store {
+        let config = StoreConfig::new(dir);
         let store = Store::open_unstarted(config.clone()).expect("open");
         let start = store.inner.wal_start;
         let mut wal = Wal::create(&wal_dir(&config), start.segment, start.seq).expect("create");
@@ -1171,12 +1172,41 @@ mod tests {
         store
             .start_writer(move |record| {
                 appends += 1;
-                if appends > 1 {
+                if appends > good {
                     return Err(std::io::Error::other("injected: the flush failed"));
                 }
                 wal.append(&[record], &[], true)
             })
             .expect("start");
+        store
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compaction_whose_log_write_fails_never_shows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_whose_log_fails_after(dir.path(), 2);
+        store.propose(put("a")).await.expect("put a");
+        store.propose(put("a")).await.expect("put a again");
+        store
+            .propose(Command::Compact { revision: 3 })
+            .await
+            .expect_err("the log failed");
+        assert_eq!(store.engine().revisions().expect("revisions"), (3, 0));
+        let at_two = store
+            .range(RangeRequest {
+                key: b"a".to_vec(),
+                revision: 2,
+                ..RangeRequest::default()
+            })
+            .await
+            .expect("revision 2 is not compacted");
+        assert_eq!(at_two.kvs.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_whose_log_write_fails_is_never_seen_nor_made_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_whose_log_fails_after(dir.path(), 1);
         store.propose(put("a")).await.expect("put a");
         // redb applies this batch while its log record is (not) being written.
         let failed = store.propose(put("b")).await.expect_err("the log failed");

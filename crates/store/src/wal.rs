@@ -111,6 +111,8 @@ pub(crate) struct Wal {
     /// The next segment, being zero-filled in the background.
     spare: Option<JoinHandle<io::Result<Segment>>>,
     failed: bool,
+    /// Records were written to the current segment since its last sync.
+    unsynced: bool,
     /// Whether to open segments for direct writes where the filesystem allows it.
     direct: bool,
     /// The records of the append being made.
@@ -134,14 +136,16 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// The numbers of the segments in `dir`, ascending; leftovers of an interrupted
 /// preparation (`*.tmp`) are removed.
-fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+fn list_segments(dir: &Path, remove_tmp: bool) -> io::Result<Vec<u64>> {
     let mut numbers = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(".tmp") {
-            std::fs::remove_file(entry.path())?;
+            if remove_tmp {
+                std::fs::remove_file(entry.path())?;
+            }
         } else if let Some(stem) = name.strip_suffix(".wal")
             && let Ok(number) = u64::from_str_radix(stem, 16)
         {
@@ -189,6 +193,11 @@ fn prepare(dir: &Path, number: u64, len: u64, direct: bool) -> io::Result<Segmen
     })
 }
 
+/// Where the first [`BLOCK`]-aligned byte of `bytes` is.
+fn aligned_start(bytes: &[u8]) -> usize {
+    (BLOCK - bytes.as_ptr().addr() % BLOCK) % BLOCK
+}
+
 /// The zero-filled segment at `path` opened for direct writes, or `None` where the
 /// filesystem refuses them (tmpfs refuses the open; others may refuse the first write).
 #[cfg(target_os = "linux")]
@@ -206,7 +215,7 @@ fn open_direct(path: &Path) -> io::Result<Option<File>> {
     };
     // One block of the zeros already there, written as appends will be.
     let zeros = vec![0u8; 2 * BLOCK];
-    let at = zeros.as_ptr().align_offset(BLOCK);
+    let at = aligned_start(&zeros);
     match file.write_all_at(&zeros[at..at + BLOCK], 0) {
         Ok(()) => Ok(Some(file)),
         Err(e) if refused(&e) => Ok(None),
@@ -306,7 +315,8 @@ impl Wal {
     /// Reads the log in `dir` (created if missing).
     pub(crate) fn read(dir: &Path) -> io::Result<Replay> {
         std::fs::create_dir_all(dir)?;
-        let segments = list_segments(dir)?;
+        // No log writes here yet: a `.tmp` is a spare a stopped process left half made.
+        let segments = list_segments(dir, true)?;
         let mut records = Vec::new();
         let mut expected = None;
         for &number in &segments {
@@ -353,6 +363,7 @@ impl Wal {
             next_seq,
             spare,
             failed: false,
+            unsynced: false,
             direct,
             buf: Vec::new(),
             tail: Vec::new(),
@@ -383,8 +394,9 @@ impl Wal {
         let size = |p: &[u8]| (HEADER + p.len()) as u64;
         let needed: u64 = payloads.iter().map(|p| size(p)).sum();
         let rotated = self.offset + needed > self.current.len;
-        if rotated && !sync {
-            // The old segment's unsynced tail must be on disk before records go elsewhere.
+        if rotated && self.unsynced {
+            // The old segment's unsynced tail must be on disk before records go elsewhere
+            // (a sync of the next segment's file need not cover it).
             if let Err(e) = self.current.file.sync_data() {
                 self.failed = true;
                 return Err(e);
@@ -416,6 +428,7 @@ impl Wal {
             return Err(e);
         }
         self.offset += self.buf.len() as u64;
+        self.unsynced = !sync;
         self.next_seq = seq;
         Ok(Appended {
             last_seq: seq - 1,
@@ -437,7 +450,7 @@ impl Wal {
         if self.blocks.len() < len + BLOCK {
             self.blocks = vec![0; len + BLOCK];
         }
-        let at = self.blocks.as_ptr().align_offset(BLOCK);
+        let at = aligned_start(&self.blocks);
         let blocks = &mut self.blocks[at..at + len];
         blocks[..self.tail.len()].copy_from_slice(&self.tail);
         blocks[self.tail.len()..end].copy_from_slice(&self.buf);
@@ -484,7 +497,8 @@ impl Wal {
 /// Removes every segment in `dir` numbered below `number`.
 pub(crate) fn remove_segments_below(dir: &Path, number: u64) -> io::Result<()> {
     let mut removed = false;
-    for n in list_segments(dir)? {
+    // A `.tmp` here is the spare being made.
+    for n in list_segments(dir, false)? {
         if n < number {
             std::fs::remove_file(segment_path(dir, n))?;
             removed = true;
@@ -589,6 +603,11 @@ mod tests {
         let (buffered, direct) = (&files[0], &files[1]);
         assert!(!buffered.2, "the buffered log wrote directly");
         assert!(
+            direct.2,
+            "the filesystem of the temporary directory refuses O_DIRECT, so this compares \
+             nothing: set TMPDIR to a directory on a disk filesystem (ext4, xfs)"
+        );
+        assert!(
             buffered.0 > 200,
             "every payload and some heads: {}",
             buffered.0
@@ -676,6 +695,21 @@ mod tests {
             payloads(&replay),
             [(1, b"small".to_vec()), (2, big), (3, b"after".to_vec())]
         );
+    }
+
+    #[test]
+    fn removing_old_segments_leaves_the_spare_being_made() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::create_sized(dir.path(), 1, 1, SMALL).expect("create");
+        wal.append(&[&[1; 3000]], &[], true).expect("append");
+        wal.append(&[&[2; 3000]], &[], true).expect("rotates");
+        drop(wal);
+        // As while the next spare is zero-filled under its temporary name.
+        let spare = dir.path().join("0000000000000009.tmp");
+        std::fs::write(&spare, b"half").expect("tmp");
+        remove_segments_below(dir.path(), 2).expect("remove");
+        assert!(spare.exists(), "the spare being made was removed");
+        assert_eq!(list_segments(dir.path(), false).expect("list"), [2, 3]);
     }
 
     #[test]
