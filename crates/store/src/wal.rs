@@ -21,10 +21,10 @@
 //! - Where the filesystem allows it (Linux, `O_DIRECT`), appends go around the page cache:
 //!   the write reaches the device before it returns and `fdatasync` only has to flush the
 //!   device's cache, which is cheaper than writing back dirty pages first. Direct writes
-//!   cover whole blocks, so an
-//!   append rewrites the block its records start in: that block's earlier bytes (records
-//!   already acknowledged) are written again unchanged, exactly as the page cache writes
-//!   back a whole page, and the padding after the records is the zeros already there.
+//!   cover whole blocks, so an append rewrites the block its records start in: that
+//!   block's earlier bytes (records already acknowledged) are written again unchanged, as
+//!   the page cache writes back a whole page, and the padding after the records is the
+//!   zeros already there.
 //! - Records carry consecutive sequence numbers. Reading a segment stops at the first record
 //!   that is incomplete, fails its checksum or breaks the sequence: a torn write (a batch
 //!   whose sync never returned, so never acknowledged) ends it, and bytes left behind by
