@@ -75,28 +75,7 @@ impl Driver {
             Budget::Requests(n) => n,
             Budget::Time(_) => u64::MAX,
         };
-        let progress = self.progress && std::io::stderr().is_terminal();
-        let reporter = progress.then(|| {
-            let (done, errors) = (done.clone(), errors.clone());
-            let budget = self.budget;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
-                loop {
-                    tick.tick().await;
-                    let n = done.load(Ordering::Relaxed);
-                    let secs = start.elapsed().as_secs_f64().max(f64::EPSILON);
-                    let of = match budget {
-                        Budget::Requests(total) => format!("{n}/{total}"),
-                        Budget::Time(d) => format!("{n} in {:.0}/{:.0} s", secs, d.as_secs_f64()),
-                    };
-                    eprint!(
-                        "\r  {of}  {:.0} req/s  errors {}   ",
-                        n as f64 / secs,
-                        errors.load(Ordering::Relaxed)
-                    );
-                }
-            })
-        });
+        let reporter = self.reporter(start, &done, &errors);
         let mut tasks = Vec::new();
         for client in state {
             let (issued, done, errors, op) =
@@ -149,6 +128,92 @@ impl Driver {
             errors: errors.load(Ordering::Relaxed),
             elapsed,
         }
+    }
+
+    /// Runs the blocking `op` over and over on one thread of its own until the budget is
+    /// spent, timing each call on that thread: what it costs, without a hand-off to or from
+    /// the async runtime. One client, whatever `clients` says.
+    pub(crate) async fn run_blocking<E>(
+        &self,
+        mut op: impl FnMut() -> Result<(), E> + Send + 'static,
+    ) -> Outcome {
+        let done = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let reporter = self.reporter(start, &done, &errors);
+        let (budget, rate) = (self.budget, self.rate);
+        let (counted, failed) = (done.clone(), errors.clone());
+        let latencies = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let mut latencies = Vec::new();
+            for seq in 0.. {
+                let over = match budget {
+                    Budget::Requests(n) => seq >= n,
+                    Budget::Time(d) => start.elapsed() >= d,
+                };
+                if over {
+                    break;
+                }
+                if let Some(rate) = rate {
+                    let due = start + Duration::from_secs_f64(seq as f64 / rate);
+                    std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                }
+                let t = std::time::Instant::now();
+                match op() {
+                    Ok(()) => latencies.push(t.elapsed()),
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            latencies
+        })
+        .await
+        .unwrap_or_default();
+        let elapsed = start.elapsed();
+        if let Some(reporter) = reporter {
+            reporter.abort();
+            eprintln!();
+        }
+        let mut latencies = latencies;
+        latencies.sort_unstable();
+        Outcome {
+            latencies,
+            errors: errors.load(Ordering::Relaxed),
+            elapsed,
+        }
+    }
+
+    /// The progress line on a terminal, every half second, until aborted.
+    fn reporter(
+        &self,
+        start: Instant,
+        done: &Arc<AtomicU64>,
+        errors: &Arc<AtomicU64>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let progress = self.progress && std::io::stderr().is_terminal();
+        progress.then(|| {
+            let (done, errors) = (done.clone(), errors.clone());
+            let budget = self.budget;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    let n = done.load(Ordering::Relaxed);
+                    let secs = start.elapsed().as_secs_f64().max(f64::EPSILON);
+                    let of = match budget {
+                        Budget::Requests(total) => format!("{n}/{total}"),
+                        Budget::Time(d) => format!("{n} in {:.0}/{:.0} s", secs, d.as_secs_f64()),
+                    };
+                    eprint!(
+                        "\r  {of}  {:.0} req/s  errors {}   ",
+                        n as f64 / secs,
+                        errors.load(Ordering::Relaxed)
+                    );
+                }
+            })
+        })
     }
 }
 
@@ -245,5 +310,51 @@ mod tests {
             outcome.elapsed
         );
         assert_eq!(outcome.latencies.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_blocking_op_runs_to_the_budget_on_one_thread_each_call_timed() {
+        let driver = Driver {
+            clients: 4,
+            budget: Budget::Requests(20),
+            rate: None,
+            progress: false,
+        };
+        let mut calls = 0;
+        let mut threads = std::collections::HashSet::new();
+        let outcome = driver
+            .run_blocking(move || {
+                calls += 1;
+                threads.insert(std::thread::current().id());
+                assert_eq!(threads.len(), 1, "a second thread ran the op");
+                std::thread::sleep(Duration::from_millis(2));
+                if calls % 5 == 0 { Err(()) } else { Ok(()) }
+            })
+            .await;
+        assert_eq!(outcome.latencies.len(), 16);
+        assert_eq!(outcome.errors, 4);
+        assert!(outcome.latencies[0] >= Duration::from_millis(2));
+    }
+
+    #[tokio::test]
+    async fn a_blocking_op_stops_when_the_time_is_up() {
+        let driver = Driver {
+            clients: 1,
+            budget: Budget::Time(Duration::from_millis(60)),
+            rate: None,
+            progress: false,
+        };
+        let outcome = driver
+            .run_blocking(|| {
+                std::thread::sleep(Duration::from_millis(10));
+                Ok::<(), ()>(())
+            })
+            .await;
+        assert!(!outcome.latencies.is_empty());
+        assert!(
+            outcome.elapsed >= Duration::from_millis(60),
+            "{:?}",
+            outcome.elapsed
+        );
     }
 }
