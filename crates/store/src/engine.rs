@@ -127,6 +127,9 @@ pub struct Engine {
     /// An unrevealed batch was dropped: the database holds a commit that no one may see,
     /// persist or copy.
     abandoned: AtomicBool,
+    /// Tests: how many of the next batches fail as a storage error would, nothing applied.
+    #[cfg(test)]
+    pub(crate) failing_applies: std::sync::atomic::AtomicUsize,
 }
 
 // A poisoned lock only means another thread panicked while holding it; the database is
@@ -198,6 +201,8 @@ impl Engine {
             path: path.to_path_buf(),
             unrevealed: Mutex::new(()),
             abandoned: AtomicBool::new(false),
+            #[cfg(test)]
+            failing_applies: std::sync::atomic::AtomicUsize::new(0),
         };
         engine.with_db(|db| engine.rebuild_index(db))?;
         Ok(engine)
@@ -344,6 +349,17 @@ impl Engine {
         replication: &[(&str, &[u8])],
         prev_kv_events: bool,
     ) -> Result<(BatchResult, Option<RwLockWriteGuard<'_, Indexed>>)> {
+        #[cfg(test)]
+        if self
+            .failing_applies
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::Io {
+                context: "committing a write",
+                source: std::io::Error::other("injected: the apply failed"),
+            });
+        }
         let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
         txn.set_durability(durability).ctx("setting durability")?;
         let mut indexed = write_lock(&self.index);
