@@ -373,7 +373,8 @@ struct Inner {
     shared: Arc<Shared>,
     proposer: OnceLock<Arc<dyn Proposer>>,
     /// The local writer thread and its queue, when this store is not replicated. Closing
-    /// the queue (taking the sender) stops the thread once the queue is drained.
+    /// the queue (taking the sender) stops the log thread once the queue is drained, and
+    /// the writer after it.
     writer: Mutex<Option<JoinHandle<()>>>,
     local_queue: Arc<Mutex<Option<mpsc::Sender<Proposal>>>>,
     /// Last measurement of the bytes in use, for quota checks.
@@ -787,7 +788,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .unwrap_or(Err(Error::Stopped))
 }
 
-/// The single-member proposer: the local writer thread.
+/// The single-member proposer: the local log thread's queue.
 struct LocalProposer {
     queue: Arc<Mutex<Option<mpsc::Sender<Proposal>>>>,
     shared: Arc<Shared>,
@@ -850,7 +851,7 @@ enum Logged {
 
 /// The writer's word on the last batch logged.
 enum Verdict {
-    /// It was applied (or is refused with nothing applied): log the next batch.
+    /// It was applied, or its abort was logged: log the next batch.
     Next,
     /// redb refused it after it was logged: log that, so that no replay applies it.
     Abort { seq: u64 },
@@ -951,6 +952,7 @@ impl Logger {
             let record = match encode_record(&LocalRecordRef::Batch(&cmds)) {
                 Ok(record) => record,
                 Err(e) => {
+                    tracing::error!(error = %e, "encoding a batch failed; nothing of it was logged");
                     refuse(batch, &e);
                     continue;
                 }
@@ -1020,9 +1022,8 @@ fn log_failed() -> Error {
     }
 }
 
-/// Answers every proposal of a batch none of which was committed.
+/// Answers every proposal of a batch that failed (the failure is logged where it happened).
 fn refuse(batch: Vec<Proposal>, e: &Error) {
-    tracing::error!(error = %e, "applying a batch failed; nothing of it was committed");
     let msg = e.to_string();
     for p in batch {
         let _ = p.reply.send(Err(Error::Io {
@@ -1047,7 +1048,8 @@ impl Writer {
             match event {
                 Logged::Batch { proposals, seq } => self.commit(proposals, seq),
                 Logged::Flushed(_) => {
-                    // Only ever follows a batch or an abort, each of which waits for it.
+                    // Never sent unawaited: a batch and an abort each wait for their own.
+                    // Stop rather than guess what it was.
                     self.fail(&Error::Io {
                         context: "writing the write-ahead log",
                         source: std::io::Error::other("a record flushed that was not awaited"),
@@ -1091,13 +1093,6 @@ impl Writer {
         cmds: &[&Command],
         seq: u64,
     ) -> Result<Vec<Result<CommandResponse>>> {
-        if self.failed {
-            // Logged, but the log thread is told to stop, and a replay may apply it: like a
-            // write whose member crashed before answering.
-            let _ = self.log.flushed();
-            self.log.judge(Verdict::Stop);
-            return Err(log_failed());
-        }
         let row = seq.to_be_bytes();
         let replication = [(LOCAL_WAL, row.as_slice())];
         let compacts = cmds.iter().any(|c| matches!(c, Command::Compact { .. }));
@@ -1133,7 +1128,8 @@ impl Writer {
             }
             Err(e) => {
                 // Logged but not applied: a replay must not apply it either.
-                self.abort(seq);
+                tracing::error!(error = %e, "redb refused a logged batch; aborting it");
+                self.abort(seq, logged);
                 Err(e)
             }
         }
@@ -1156,12 +1152,13 @@ impl Writer {
 
     /// Has the log thread log that the batch numbered `seq` was not applied. If that
     /// fails, nothing more is written: a replay would apply the batch, out of order.
-    fn abort(&mut self, seq: u64) {
+    /// `logged` is where the batch's own record went.
+    fn abort(&mut self, seq: u64, logged: Appended) {
         self.log.judge(Verdict::Abort { seq });
         match self.flushed(seq + 1) {
-            Ok(logged) => {
-                if logged.rotated {
-                    self.checkpoint(logged.segment);
+            Ok(aborted) => {
+                if logged.rotated || aborted.rotated {
+                    self.checkpoint(aborted.segment);
                 }
                 self.log.judge(Verdict::Next);
             }
