@@ -115,17 +115,7 @@ impl Driver {
         for task in tasks {
             latencies.extend(joined(task.await));
         }
-        let elapsed = start.elapsed();
-        if let Some(reporter) = reporter {
-            reporter.abort();
-            eprintln!();
-        }
-        latencies.sort_unstable();
-        Outcome {
-            latencies,
-            errors: errors.load(Ordering::Relaxed),
-            elapsed,
-        }
+        finish(start, reporter, latencies, &errors)
     }
 
     /// Runs the blocking `op` over and over on one thread of its own until the budget is
@@ -168,18 +158,7 @@ impl Driver {
             latencies
         })
         .await;
-        let elapsed = start.elapsed();
-        if let Some(reporter) = reporter {
-            reporter.abort();
-            eprintln!();
-        }
-        let mut latencies = joined(latencies);
-        latencies.sort_unstable();
-        Outcome {
-            latencies,
-            errors: errors.load(Ordering::Relaxed),
-            elapsed,
-        }
+        finish(start, reporter, joined(latencies), &errors)
     }
 
     /// The progress line on a terminal, every half second, until aborted.
@@ -211,6 +190,26 @@ impl Driver {
                 }
             })
         })
+    }
+}
+
+/// Ends a run that began at `start`: stops the progress line and sorts the latencies.
+fn finish(
+    start: Instant,
+    reporter: Option<tokio::task::JoinHandle<()>>,
+    mut latencies: Vec<Duration>,
+    errors: &AtomicU64,
+) -> Outcome {
+    let elapsed = start.elapsed();
+    if let Some(reporter) = reporter {
+        reporter.abort();
+        eprintln!();
+    }
+    latencies.sort_unstable();
+    Outcome {
+        latencies,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
     }
 }
 
