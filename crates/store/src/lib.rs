@@ -19,6 +19,8 @@ mod mvcc;
 pub mod raft;
 mod store;
 mod types;
+#[cfg(target_os = "linux")]
+mod uring;
 mod wal;
 pub mod watch;
 

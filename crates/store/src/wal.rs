@@ -25,6 +25,10 @@
 //!   block's earlier bytes (records already acknowledged) are written again unchanged, as
 //!   the page cache writes back a whole page, and the padding after the records is the
 //!   zeros already there.
+//! - [`Wal::append_during`] runs the caller's work while the disk writes: a direct segment's
+//!   write goes through io_uring as one write with `RWF_DSYNC` (the data is durable when it
+//!   completes, as after `fdatasync`), and the thread waits for it only once its work is
+//!   done. Without io_uring (or for a page-cache segment) the work runs after the sync.
 //! - Records carry consecutive sequence numbers. Reading a segment stops at the first record
 //!   that is incomplete, fails its checksum or breaks the sequence: a torn write (a batch
 //!   whose sync never returned, so never acknowledged) ends it, and bytes left behind by
@@ -123,6 +127,28 @@ pub(crate) struct Wal {
     /// Direct writes only: memory for the blocks written, of which a [`BLOCK`]-aligned
     /// part is used.
     blocks: Vec<u8>,
+    /// How [`Wal::append_during`] overlaps its write with the caller's work.
+    overlap: Overlap,
+}
+
+/// Whether appends can run work while the disk writes.
+enum Overlap {
+    /// Not tried yet: the ring is made at the first [`Wal::append_during`].
+    Untried,
+    /// The kernel refused io_uring, or its write: work runs after the sync.
+    Off,
+    #[cfg(target_os = "linux")]
+    Ring(Box<crate::uring::Ring>),
+}
+
+/// A direct write laid out by [`Wal::lay_out_blocks`].
+struct DirectBlocks {
+    /// Where in the segment the first block goes.
+    start: u64,
+    /// The blocks, in `Wal::blocks`.
+    range: std::ops::Range<usize>,
+    /// Where the records end, from the first block's start.
+    end: usize,
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
@@ -368,6 +394,7 @@ impl Wal {
             buf: Vec::new(),
             tail: Vec::new(),
             blocks: Vec::new(),
+            overlap: Overlap::Untried,
         })
     }
 
@@ -385,6 +412,28 @@ impl Wal {
         payloads: &[&[u8]],
         head: &[u8],
         sync: bool,
+    ) -> io::Result<Appended> {
+        self.append_with(payloads, head, sync, None)
+    }
+
+    /// [`Wal::append`] of `payloads`, synced, running `during` while the disk writes them
+    /// where the kernel allows (see the module's notes), else once they are synced.
+    /// `during` runs once, unless the append fails before its write starts; an append
+    /// that fails after may have run it.
+    pub(crate) fn append_during(
+        &mut self,
+        payloads: &[&[u8]],
+        during: &mut dyn FnMut(),
+    ) -> io::Result<Appended> {
+        self.append_with(payloads, &[], true, Some(during))
+    }
+
+    fn append_with(
+        &mut self,
+        payloads: &[&[u8]],
+        head: &[u8],
+        sync: bool,
+        during: Option<&mut dyn FnMut()>,
     ) -> io::Result<Appended> {
         if self.failed {
             return Err(io::Error::other(
@@ -416,13 +465,16 @@ impl Wal {
             push_record(&mut self.buf, seq, payload)?;
             seq += 1;
         }
-        let written = self.write_records().and_then(|()| {
-            if sync {
-                self.current.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let written = match during {
+            Some(during) => self.write_synced_during(during),
+            None => self.write_records().and_then(|()| {
+                if sync {
+                    self.current.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            }),
+        };
         if let Err(e) = written {
             self.failed = true;
             return Err(e);
@@ -444,6 +496,87 @@ impl Wal {
         if !self.current.direct {
             return self.current.file.write_all_at(&self.buf, self.offset);
         }
+        let blocks = self.lay_out_blocks();
+        self.current
+            .file
+            .write_all_at(&self.blocks[blocks.range.clone()], blocks.start)?;
+        self.keep_tail(&blocks);
+        Ok(())
+    }
+
+    /// [`Wal::write_records`] and a sync, with `during` run while the disk writes where
+    /// io_uring allows, else after the sync.
+    fn write_synced_during(&mut self, during: &mut dyn FnMut()) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.current.direct && !self.unsynced && self.ring_ready() {
+            return self.write_overlapped(during);
+        }
+        self.write_records()?;
+        self.current.file.sync_data()?;
+        during();
+        Ok(())
+    }
+
+    /// Whether a ring is ready for [`Wal::write_overlapped`], making it the first time.
+    #[cfg(target_os = "linux")]
+    fn ring_ready(&mut self) -> bool {
+        if let Overlap::Untried = self.overlap {
+            self.overlap = match crate::uring::Ring::new() {
+                Some(ring) => Overlap::Ring(Box::new(ring)),
+                None => {
+                    tracing::info!("io_uring is unavailable: log writes and applies take turns");
+                    Overlap::Off
+                }
+            };
+        }
+        matches!(self.overlap, Overlap::Ring(_))
+    }
+
+    /// Writes a direct segment's blocks with `RWF_DSYNC` through the ring, and runs
+    /// `during` while the disk works.
+    #[cfg(target_os = "linux")]
+    fn write_overlapped(&mut self, during: &mut dyn FnMut()) -> io::Result<()> {
+        let blocks = self.lay_out_blocks();
+        let bytes = &self.blocks[blocks.range.clone()];
+        let file = &self.current.file;
+        let Overlap::Ring(ring) = &mut self.overlap else {
+            return Err(io::Error::other("no ring for an overlapped write"));
+        };
+        let written = match ring.write_dsync_during(file, bytes, blocks.start, during) {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::warn!(error = %e, "an io_uring write could not start; writing directly");
+                file.write_all_at(bytes, blocks.start)?;
+                file.sync_data()?;
+                during();
+                Ok(bytes.len())
+            }
+        };
+        match written {
+            Ok(n) if n == bytes.len() => {}
+            Ok(n) => {
+                // Cut short: the rest as a plain write, then a sync covering both.
+                file.write_all_at(&bytes[n..], blocks.start + n as u64)?;
+                file.sync_data()?;
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+                // The kernel refused the operation as asked (its flags, on this file)
+                // before writing anything: write as without io_uring, from now on.
+                tracing::info!(error = %e, "io_uring refused a log write: log writes and applies take turns");
+                self.overlap = Overlap::Off;
+                file.write_all_at(bytes, blocks.start)?;
+                file.sync_data()?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.keep_tail(&blocks);
+        Ok(())
+    }
+
+    /// Lays out in `blocks` a direct write of `buf` at `offset`: the whole blocks from the
+    /// one `offset` falls in (its earlier bytes from `tail`) through the one the records
+    /// end in (padded with zeros).
+    fn lay_out_blocks(&mut self) -> DirectBlocks {
         let start = self.offset - self.tail.len() as u64;
         let end = self.tail.len() + self.buf.len();
         let len = end.div_ceil(BLOCK) * BLOCK;
@@ -455,10 +588,19 @@ impl Wal {
         blocks[..self.tail.len()].copy_from_slice(&self.tail);
         blocks[self.tail.len()..end].copy_from_slice(&self.buf);
         blocks[end..].fill(0);
-        self.current.file.write_all_at(blocks, start)?;
+        DirectBlocks {
+            start,
+            range: at..at + len,
+            end,
+        }
+    }
+
+    /// After a direct write of `blocks`: keeps its last, partly written block for the next.
+    fn keep_tail(&mut self, blocks: &DirectBlocks) {
+        let written = &self.blocks[blocks.range.clone()];
         self.tail.clear();
-        self.tail.extend_from_slice(&blocks[end - end % BLOCK..end]);
-        Ok(())
+        self.tail
+            .extend_from_slice(&written[blocks.end - blocks.end % BLOCK..blocks.end]);
     }
 
     /// Moves to the spare segment (or a bigger one when `needed` exceeds a segment), and
@@ -616,6 +758,49 @@ mod tests {
         assert_eq!(direct.1.len(), buffered.1.len());
         for (n, (d, b)) in direct.1.iter().zip(&buffered.1).enumerate() {
             assert!(d == b, "segment {} differs", n + 1);
+        }
+    }
+
+    #[test]
+    fn appends_overlapped_with_work_leave_the_same_bytes_and_run_the_work_once() {
+        // Every size from 1 byte to several blocks, some crossing into new segments.
+        let sizes = (0..200usize).map(|i| (i * 389) % 9_000 + 1);
+        let mut files = Vec::new();
+        for overlapped in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut wal = Wal::create_sized(dir.path(), 1, 1, 64 << 10).expect("create");
+            let mut runs = 0;
+            for (i, size) in sizes.clone().enumerate() {
+                let payload = vec![(i % 251) as u8 + 1; size];
+                if overlapped {
+                    wal.append_during(&[&payload], &mut || runs += 1)
+                } else {
+                    wal.append(&[&payload], &[], true)
+                }
+                .expect("append");
+            }
+            if overlapped {
+                assert_eq!(runs, 200, "the work of each append runs once");
+                assert!(
+                    matches!(wal.overlap, Overlap::Ring(_)),
+                    "io_uring is unavailable here (see /proc/sys/kernel/io_uring_disabled) or \
+                     the temporary directory refuses O_DIRECT, so nothing was overlapped"
+                );
+            }
+            drop(wal);
+            let replay = Wal::read(dir.path()).expect("read");
+            let mut bytes = Vec::new();
+            for &n in &replay.segments {
+                bytes.push(std::fs::read(segment_path(dir.path(), n)).expect("segment"));
+            }
+            files.push((replay.records.len(), bytes));
+        }
+        let (plain, overlapped) = (&files[0], &files[1]);
+        assert_eq!(plain.0, 200);
+        assert_eq!(overlapped.0, plain.0);
+        assert_eq!(overlapped.1.len(), plain.1.len());
+        for (n, (o, p)) in overlapped.1.iter().zip(&plain.1).enumerate() {
+            assert!(o == p, "segment {} differs", n + 1);
         }
     }
 
