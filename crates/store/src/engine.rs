@@ -130,6 +130,9 @@ pub struct Engine {
     /// Tests: how many of the next batches fail as a storage error would, nothing applied.
     #[cfg(test)]
     pub(crate) failing_applies: std::sync::atomic::AtomicUsize,
+    /// Tests: the next batch's apply panics.
+    #[cfg(test)]
+    pub(crate) panicking_apply: AtomicBool,
 }
 
 // A poisoned lock only means another thread panicked while holding it; the database is
@@ -203,6 +206,8 @@ impl Engine {
             abandoned: AtomicBool::new(false),
             #[cfg(test)]
             failing_applies: std::sync::atomic::AtomicUsize::new(0),
+            #[cfg(test)]
+            panicking_apply: AtomicBool::new(false),
         };
         engine.with_db(|db| engine.rebuild_index(db))?;
         Ok(engine)
@@ -362,6 +367,11 @@ impl Engine {
         }
         let mut txn: WriteTransaction = db.begin_write().ctx("starting a write")?;
         txn.set_durability(durability).ctx("setting durability")?;
+        #[cfg(test)]
+        assert!(
+            !self.panicking_apply.swap(false, Ordering::AcqRel),
+            "injected: the apply panicked"
+        );
         let mut indexed = write_lock(&self.index);
         let (responses, applied) = {
             let mut applier = Applier::open(&txn, &mut indexed.index, prev_kv_events)?;

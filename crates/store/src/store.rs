@@ -10,9 +10,9 @@
 //!        └──── reply ◄──── publish to Hub ◄──── reveal ◄──── write durable ◄────────────────┘
 //! ```
 //!
-//! Concurrent writers share a commit: whoever commits drains everything queued while the
-//! previous commit ran, so under load one flush acknowledges many writes, and a reply is
-//! only sent once its write is durable. A batch's apply runs on the committing thread
+//! Concurrent writers share a commit: the writer thread drains everything queued while
+//! the previous commit ran, so under load one flush acknowledges many writes, and a reply
+//! is only sent once its write is durable. A batch's apply runs on the committing thread
 //! while the disk writes its log record, so a lone write costs about one flush, and no
 //! thread hand-off: a proposer that finds no commit under way commits its own batch
 //! (see `Committer`). Where io_uring is unavailable, the apply follows the flush.
@@ -34,7 +34,9 @@
 //!   process exits, and the next open rolls back to the last synced commit and replays the
 //!   log.
 //! - When a log segment fills, redb is synced (an empty durable commit makes every earlier
-//!   one durable) and the older segments are removed.
+//!   one durable) and the older segments are removed: by the writer thread, before its
+//!   next batch.
+//! - A commit that panics stops all writing, as a failed flush does.
 //! - On open, every logged batch above the applied sequence number is applied again, in
 //!   order, through the same deterministic path; a batch that redb refused after it was
 //!   logged has an `Abort` record and is skipped. Then redb is synced and the log restarts
@@ -291,16 +293,7 @@ impl Shared {
     ) -> Result<Vec<Result<CommandResponse>>> {
         let (batch, unrevealed) = self.apply_unrevealed(cmds, durability, replication)?;
         unrevealed.reveal();
-        let responses = self.publish(cmds, batch);
-        self.measure_db_file();
-        Ok(responses)
-    }
-
-    /// Notes the database file's size after a commit, for the quota check's first look.
-    fn measure_db_file(&self) {
-        if let Ok(meta) = std::fs::metadata(&self.db_path) {
-            self.db_size.store(meta.len(), Ordering::Release);
-        }
+        Ok(self.publish(cmds, batch))
     }
 
     /// [`Shared::apply`] up to the commit: readers see nothing of the batch until it is
@@ -337,6 +330,10 @@ impl Shared {
         self.counters
             .proposals
             .fetch_add(cmds.len() as u64, Ordering::Relaxed);
+        // Before the replies: a writer's next write is checked against the quota with it.
+        if let Ok(meta) = std::fs::metadata(&self.db_path) {
+            self.db_size.store(meta.len(), Ordering::Release);
+        }
         {
             let mut lessor = lock(&self.lessor);
             let now = Instant::now();
@@ -382,7 +379,8 @@ struct Inner {
     shared: Arc<Shared>,
     proposer: OnceLock<Arc<dyn Proposer>>,
     /// The local writer thread and its queue, when this store is not replicated. Closing
-    /// the queue (taking the sender) stops the writer thread once the queue is drained.
+    /// the queue (taking the sender) and waking the thread stops it once every proposal
+    /// is answered.
     writer: Mutex<Option<JoinHandle<()>>>,
     local_queue: Arc<Mutex<Option<mpsc::Sender<Proposal>>>>,
     /// Last measurement of the bytes in use, for quota checks.
@@ -390,6 +388,17 @@ struct Inner {
     /// Where a single member's write-ahead log starts.
     wal_start: WalStart,
     config: StoreConfig,
+}
+
+impl Drop for Inner {
+    /// A store dropped without [`Store::shutdown`]: closes the queue and wakes the writer
+    /// thread, which answers what is queued and closes the database.
+    fn drop(&mut self) {
+        lock(&self.local_queue).take();
+        if let Some(handle) = lock(&self.writer).take() {
+            handle.thread().unpark();
+        }
+    }
 }
 
 /// A handle to the store; cheap to clone.
@@ -879,7 +888,9 @@ const WRITER_IDLE_CHECK: Duration = Duration::from_secs(3600);
 /// the writer thread, which commits what they left: it holds the writer as long as
 /// proposals keep coming, so under load batches grow as they did with a dedicated thread.
 /// Compactions and checkpoints (syncing redb, then dropping old log segments) are always
-/// the writer thread's: they can take long.
+/// the writer thread's: they can take long. A proposer's commit may still wait on the
+/// engine (a defragmentation holds it) or move the log to its next segment, which is
+/// made ahead of time in the background.
 struct Committer {
     writer: Mutex<Writer>,
     /// The writer thread, once started.
@@ -931,7 +942,16 @@ impl Committer {
         let average = self.batch_size.load(Ordering::Relaxed);
         self.batch_size
             .store(average - average / 8 + size / 8, Ordering::Relaxed);
-        writer.commit(batch);
+        // A panic midway leaves the log, redb and the index out of step: nothing more is
+        // written (the batch's proposers, their replies dropped, see the write stopped).
+        let committed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.commit(batch)));
+        if committed.is_err() {
+            writer.fail(&Error::Io {
+                context: "committing a batch",
+                source: std::io::Error::other("the commit panicked"),
+            });
+        }
     }
 
     fn wake(&self) {
@@ -945,11 +965,15 @@ impl Committer {
     fn run(&self) {
         loop {
             let mut writer = lock(&self.writer);
-            while let Some(batch) = writer.take_batch(MAX_BATCH) {
+            loop {
+                // Before the next batch: under load the queue is never empty.
+                if let Some(segment) = writer.checkpoint_due.take() {
+                    writer.checkpoint(segment);
+                }
+                let Some(batch) = writer.take_batch(MAX_BATCH) else {
+                    break;
+                };
                 self.commit(&mut writer, batch);
-            }
-            if let Some(segment) = writer.checkpoint_due.take() {
-                writer.checkpoint(segment);
             }
             if writer.closed {
                 writer.close();
@@ -1024,8 +1048,6 @@ impl Writer {
                 for (p, resp) in batch.into_iter().zip(responses) {
                     let _ = p.reply.send(resp);
                 }
-                // Once they are answered: a file system call off their path.
-                self.shared.measure_db_file();
             }
             Err(e) => refuse(batch, &e),
         }
@@ -1469,6 +1491,76 @@ mod tests {
         assert_eq!(revision_of(&store, "c").await, Some(3), "c moved");
         store.propose(put("d")).await.expect("put d");
         assert_eq!(revision_of(&store, "d").await, Some(4));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn old_log_segments_go_while_writes_keep_coming() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StoreConfig::new(dir.path());
+        let store = Store::open_unstarted(config.clone()).expect("open");
+        let start = store.inner.wal_start;
+        let wal_dir = wal_dir(&config);
+        // Segments of one block: nearly every batch moves the log to a new one.
+        let mut wal = Wal::create_sized(&wal_dir, start.segment, start.seq, 4096).expect("create");
+        store
+            .start_writer(move |record, during| wal.append_during(&[record], during))
+            .expect("start");
+        let writing = Arc::new(AtomicBool::new(true));
+        let counting = {
+            let (writing, wal_dir) = (Arc::clone(&writing), wal_dir.clone());
+            std::thread::spawn(move || {
+                let mut most = 0;
+                while writing.load(Ordering::Acquire) {
+                    let segments = std::fs::read_dir(&wal_dir).map_or(0, |d| d.count());
+                    most = most.max(segments);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                most
+            })
+        };
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..150 {
+                        store.propose(put(&format!("k{t}-{i}"))).await.expect("put");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        writing.store(false, Ordering::Release);
+        let most = counting.join().expect("counting");
+        // The current segment, the spare being made, and one left for the next checkpoint.
+        assert!(
+            most <= 6,
+            "{most} log segments at once: checkpoints waited for the writes to stop"
+        );
+        store.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_that_panics_stops_all_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path())).expect("open");
+        store.propose(put("a")).await.expect("put a");
+        store
+            .engine()
+            .panicking_apply
+            .store(true, Ordering::Release);
+        let stopped = store
+            .propose(put("b"))
+            .await
+            .expect_err("b's commit panicked");
+        assert!(matches!(stopped, Error::Stopped), "{stopped}");
+        let refused = store.propose(put("c")).await.expect_err("writing stopped");
+        assert!(refused.to_string().contains("restart"), "{refused}");
+        assert_eq!(revision_of(&store, "b").await, None);
+        assert_eq!(revision_of(&store, "c").await, None);
+        assert_eq!(store.engine().revisions().expect("revisions"), (2, 0));
+        store.shutdown();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

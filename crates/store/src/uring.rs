@@ -1,6 +1,6 @@
 //! One durable write in flight through io_uring, so that the thread that started it can work
-//! while the disk writes: the single member's log thread applies a batch to redb while its
-//! record is made durable, and pays no thread hand-off to learn that it is.
+//! while the disk writes: the single member's committing thread applies a batch to redb
+//! while its log record is made durable, and pays no thread hand-off to learn that it is.
 //!
 //! This is the crate's only `unsafe` code. The kernel reads the written bytes after
 //! the write starts, so they must stay in place until the write is reaped: [`InFlight`]

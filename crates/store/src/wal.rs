@@ -28,7 +28,8 @@
 //! - [`Wal::append_during`] runs the caller's work while the disk writes: a direct segment's
 //!   write goes through io_uring as one write with `RWF_DSYNC` (the data is durable when it
 //!   completes, as after `fdatasync`), and the thread waits for it only once its work is
-//!   done. Without io_uring (or for a page-cache segment) the work runs after the sync.
+//!   done. Without io_uring, for a page-cache segment, or after unsynced appends (a write
+//!   with `RWF_DSYNC` may flush only its own blocks) the work runs after the sync.
 //! - Records carry consecutive sequence numbers. Reading a segment stops at the first record
 //!   that is incomplete, fails its checksum or breaks the sequence: a torn write (a batch
 //!   whose sync never returned, so never acknowledged) ends it, and bytes left behind by
@@ -505,7 +506,7 @@ impl Wal {
     }
 
     /// [`Wal::write_records`] and a sync, with `during` run while the disk writes where
-    /// io_uring allows, else after the sync.
+    /// io_uring allows and nothing unsynced comes before, else after the sync.
     fn write_synced_during(&mut self, during: &mut dyn FnMut()) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         if self.current.direct && !self.unsynced && self.ring_ready() {
