@@ -409,7 +409,7 @@ pub struct Store {
 
 impl Store {
     /// Opens a single-member store in `config.data_dir`: commands are committed in batches
-    /// (see [`Committer`]). Must be called inside a tokio runtime.
+    /// (see `Committer`). Must be called inside a tokio runtime.
     pub fn open(config: StoreConfig) -> Result<Store> {
         let store = Store::open_unstarted(config)?;
         let start = store.inner.wal_start;
