@@ -919,10 +919,7 @@ impl Committer {
             Err(std::sync::TryLockError::WouldBlock) => return self.wake(),
         };
         if let Some(batch) = writer.take_batch(MAX_BATCH_HERE) {
-            if batch
-                .iter()
-                .any(|p| matches!(p.cmd, Command::Compact { .. }))
-            {
+            if batch.iter().any(|p| compacts(&p.cmd)) {
                 writer.carried = Some(batch);
             } else {
                 self.commit(&mut writer, batch);
@@ -1063,7 +1060,7 @@ impl Writer {
         let seq = self.next_seq;
         let row = seq.to_be_bytes();
         let replication = [(LOCAL_WAL, row.as_slice())];
-        let compacts = cmds.iter().any(|c| matches!(c, Command::Compact { .. }));
+        let compacts = cmds.iter().any(|c| compacts(c));
         let shared = Arc::clone(&self.shared);
         let mut applied = None;
         let logged = self.append(&record, seq, &mut || {
@@ -1176,6 +1173,12 @@ impl Writer {
         }
         self.append = None;
     }
+}
+
+/// Whether `cmd` compacts: it shows as soon as it is applied, so it is applied after its
+/// log record is durable, on the writer thread.
+fn compacts(cmd: &Command) -> bool {
+    matches!(cmd, Command::Compact { .. })
 }
 
 /// The error every write gets once the log has failed.
@@ -1367,6 +1370,13 @@ mod tests {
         );
     }
 
+    /// The files of `dir` as a crash or restart would find them now.
+    fn copy_of(dir: &std::path::Path) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().expect("tempdir");
+        copy_dir(dir, copy.path());
+        copy
+    }
+
     fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         for entry in std::fs::read_dir(from).expect("read dir") {
             let entry = entry.expect("entry");
@@ -1478,8 +1488,7 @@ mod tests {
         assert_eq!(revision_of(&store, "c").await, Some(3));
 
         // A crash now: redb rolls back to its last synced commit and the log is replayed.
-        let crashed = tempfile::tempdir().expect("tempdir");
-        copy_dir(dir.path(), crashed.path());
+        let crashed = copy_of(dir.path());
         store.shutdown();
         let store = Store::open(StoreConfig::new(crashed.path())).expect("reopen");
         assert_eq!(revision_of(&store, "a").await, Some(2));
@@ -1596,8 +1605,7 @@ mod tests {
 
         // What a restart finds once this process exits: the files as they are now (the
         // database stays open here, so that closing it cannot make the batch durable).
-        let restarted = tempfile::tempdir().expect("tempdir");
-        copy_dir(dir.path(), restarted.path());
+        let restarted = copy_of(dir.path());
         let store = Store::open(StoreConfig::new(restarted.path())).expect("reopen");
         assert_eq!(revision_of(&store, "a").await, Some(2));
         assert_eq!(

@@ -543,32 +543,28 @@ impl Wal {
         let Overlap::Ring(ring) = &mut self.overlap else {
             return Err(io::Error::other("no ring for an overlapped write"));
         };
-        let written = match ring.write_dsync_during(file, bytes, blocks.start, during) {
-            Ok(written) => written,
-            Err(e) => {
-                tracing::warn!(error = %e, "an io_uring write could not start; writing directly");
-                file.write_all_at(bytes, blocks.start)?;
-                file.sync_data()?;
-                during();
-                Ok(bytes.len())
-            }
+        // Writes the blocks from byte `from` on as without io_uring, and syncs.
+        let plain = |from: usize| {
+            file.write_all_at(&bytes[from..], blocks.start + from as u64)?;
+            file.sync_data()
         };
-        match written {
-            Ok(n) if n == bytes.len() => {}
-            Ok(n) => {
-                // Cut short: the rest as a plain write, then a sync covering both.
-                file.write_all_at(&bytes[n..], blocks.start + n as u64)?;
-                file.sync_data()?;
-            }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+        match ring.write_dsync_during(file, bytes, blocks.start, during) {
+            Ok(Ok(n)) if n == bytes.len() => {}
+            // Cut short: the rest as a plain write, and a sync covering both.
+            Ok(Ok(n)) => plain(n)?,
+            Ok(Err(e)) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
                 // The kernel refused the operation as asked (its flags, on this file)
                 // before writing anything: write as without io_uring, from now on.
                 tracing::info!(error = %e, "io_uring refused a log write: log writes and applies take turns");
+                plain(0)?;
                 self.overlap = Overlap::Off;
-                file.write_all_at(bytes, blocks.start)?;
-                file.sync_data()?;
             }
-            Err(e) => return Err(e),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "an io_uring write could not start; writing directly");
+                plain(0)?;
+                during();
+            }
         }
         self.keep_tail(&blocks);
         Ok(())
@@ -719,6 +715,17 @@ mod tests {
         assert_eq!(replay.next_segment(), 5);
     }
 
+    /// The number of records the log in `dir` holds, and each segment's bytes.
+    fn records_and_segments(dir: &Path) -> (usize, Vec<Vec<u8>>) {
+        let replay = Wal::read(dir).expect("read");
+        let segments = replay
+            .segments
+            .iter()
+            .map(|&n| std::fs::read(segment_path(dir, n)).expect("segment"))
+            .collect();
+        (replay.records.len(), segments)
+    }
+
     #[test]
     fn direct_writes_leave_the_same_bytes_as_writes_through_the_page_cache() {
         // Appends of every size from 1 byte to several blocks, synced or not, some crossing
@@ -736,12 +743,8 @@ mod tests {
             wal.append(&[], &[], true).expect("sync");
             let direct_used = wal.current.direct;
             drop(wal);
-            let replay = Wal::read(dir.path()).expect("read");
-            let mut bytes = Vec::new();
-            for &n in &replay.segments {
-                bytes.push(std::fs::read(segment_path(dir.path(), n)).expect("segment"));
-            }
-            files.push((replay.records.len(), bytes, direct_used));
+            let (records, bytes) = records_and_segments(dir.path());
+            files.push((records, bytes, direct_used));
         }
         let (buffered, direct) = (&files[0], &files[1]);
         assert!(!buffered.2, "the buffered log wrote directly");
@@ -789,12 +792,7 @@ mod tests {
                 );
             }
             drop(wal);
-            let replay = Wal::read(dir.path()).expect("read");
-            let mut bytes = Vec::new();
-            for &n in &replay.segments {
-                bytes.push(std::fs::read(segment_path(dir.path(), n)).expect("segment"));
-            }
-            files.push((replay.records.len(), bytes));
+            files.push(records_and_segments(dir.path()));
         }
         let (plain, overlapped) = (&files[0], &files[1]);
         assert_eq!(plain.0, 200);
