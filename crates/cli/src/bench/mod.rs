@@ -61,6 +61,12 @@ pub(crate) struct BenchArgs {
     /// Concurrent clients, each with one request in flight.
     #[arg(long, default_value_t = 1)]
     pub(crate) clients: usize,
+    /// Threads that drive the clients (default: one per gRPC connection, at most one per
+    /// CPU; the REST workloads, one per CPU). Every request on a connection passes through
+    /// its one HTTP/2 connection task, so more threads than connections only add
+    /// hand-offs between threads to each request's round trip.
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
     /// Requests in total (default 10000 unless --duration is given).
     #[arg(long)]
     pub(crate) total: Option<u64>,
@@ -112,6 +118,17 @@ impl BenchArgs {
             (None, Some(duration)) => Budget::Time(duration),
             (None, None) => Budget::Requests(10_000),
         }
+    }
+
+    /// How many threads the load generator runs on (see `--threads`).
+    pub(crate) fn threads(&self) -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let default = match self.workload {
+            Workload::Apply | Workload::ResourceWatch => cpus,
+            Workload::Fsync => 1,
+            _ => self.conns.clamp(1, cpus),
+        };
+        self.threads.unwrap_or(default).max(1)
     }
 
     pub(crate) fn driver(&self) -> Driver {
@@ -208,5 +225,27 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn the_generator_runs_a_thread_per_connection_up_to_the_cpus() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let threads = |args: &str| {
+            <Cli as clap::Parser>::try_parse_from(["bench"].into_iter().chain(args.split(' ')))
+                .expect("arguments")
+                .bench
+                .threads()
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(threads("put"), 1);
+        assert_eq!(threads("range --conns 2"), 2.min(cpus));
+        assert_eq!(threads("txn-put --conns 10000"), cpus);
+        assert_eq!(threads("put --conns 8 --threads 3"), 3);
+        assert_eq!(threads("put --threads 0"), 1);
+        assert_eq!(threads("apply"), cpus);
     }
 }
