@@ -78,7 +78,14 @@ pub struct Unrevealed<'a> {
     held: Option<RwLockWriteGuard<'a, Indexed>>,
     revision: i64,
     revealed: bool,
-    _gate: MutexGuard<'a, ()>,
+    _gate: ApplyGate<'a>,
+}
+
+/// The right to apply a batch unrevealed: one batch at a time, and never while the
+/// database is synced, defragmented or copied whole (they hold it too). An
+/// [`Unrevealed`] batch keeps it until it is revealed or dropped.
+pub struct ApplyGate<'a> {
+    _held: MutexGuard<'a, ()>,
 }
 
 impl Unrevealed<'_> {
@@ -297,22 +304,46 @@ impl Engine {
         replication: &[(&str, &[u8])],
         prev_kv_events: bool,
     ) -> Result<BatchResult> {
-        let (batch, unrevealed) =
-            self.apply_unrevealed(commands, durability, replication, prev_kv_events)?;
+        let (batch, unrevealed) = self.apply_unrevealed(
+            self.apply_gate(),
+            commands,
+            durability,
+            replication,
+            prev_kv_events,
+        )?;
         unrevealed.reveal();
         Ok(batch)
     }
 
+    /// Waits for the [`ApplyGate`].
+    pub fn apply_gate(&self) -> ApplyGate<'_> {
+        ApplyGate {
+            _held: crate::lock(&self.unrevealed),
+        }
+    }
+
+    /// The [`ApplyGate`] if it is free now; `None` while a sync, a defragmentation, a
+    /// snapshot or another batch holds it.
+    pub fn try_apply_gate(&self) -> Option<ApplyGate<'_>> {
+        match self.unrevealed.try_lock() {
+            Ok(held) => Some(ApplyGate { _held: held }),
+            Err(TryLockError::Poisoned(e)) => Some(ApplyGate {
+                _held: e.into_inner(),
+            }),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// [`Engine::apply_batch_with`], except that readers see the batch only once the
     /// returned [`Unrevealed`] is revealed: the caller makes it durable elsewhere first.
-    pub fn apply_unrevealed(
-        &self,
+    pub fn apply_unrevealed<'a>(
+        &'a self,
+        gate: ApplyGate<'a>,
         commands: &[&Command],
         durability: Durability,
         replication: &[(&str, &[u8])],
         prev_kv_events: bool,
-    ) -> Result<(BatchResult, Unrevealed<'_>)> {
-        let gate = crate::lock(&self.unrevealed);
+    ) -> Result<(BatchResult, Unrevealed<'a>)> {
         let (batch, held) = self.with_db(|db| {
             let result =
                 self.apply_and_commit(db, commands, durability, replication, prev_kv_events);
@@ -967,7 +998,7 @@ mod tests {
             .expect("put");
         let (two, three) = (put(b"two"), put(b"three"));
         let (_, unrevealed) = engine
-            .apply_unrevealed(&[&two], Durability::None, &[], true)
+            .apply_unrevealed(engine.apply_gate(), &[&two], Durability::None, &[], true)
             .expect("put");
         assert_eq!(read(&engine), (2, vec![b"one".to_vec()]));
         // A sync (and so a defragmentation or a snapshot) waits for the batch's fate.
@@ -980,7 +1011,7 @@ mod tests {
         });
         assert_eq!(read(&engine), (3, vec![b"two".to_vec()]));
         let (batch, unrevealed) = engine
-            .apply_unrevealed(&[&three], Durability::None, &[], true)
+            .apply_unrevealed(engine.apply_gate(), &[&three], Durability::None, &[], true)
             .expect("put");
         assert_eq!(batch.revision, 4);
         drop(unrevealed);

@@ -24,7 +24,9 @@ mod uring;
 mod wal;
 pub mod watch;
 
-pub use engine::{BatchResult, Engine, EngineOptions, LeaseInfo, Unrevealed, frame_snapshot};
+pub use engine::{
+    ApplyGate, BatchResult, Engine, EngineOptions, LeaseInfo, Unrevealed, frame_snapshot,
+};
 pub use error::{Error, Result};
 pub use mvcc::apply::{LeaseChange, MAX_LEASE_TTL};
 pub use mvcc::keys::KeyRange;

@@ -58,7 +58,9 @@ use redb::Durability;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{BatchResult, Engine, EngineOptions, LeaseInfo, Unrevealed, frame_snapshot};
+use crate::engine::{
+    ApplyGate, BatchResult, Engine, EngineOptions, LeaseInfo, Unrevealed, frame_snapshot,
+};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::lease::MIN_LEASE_TTL;
@@ -291,24 +293,27 @@ impl Shared {
         durability: Durability,
         replication: &[(&str, &[u8])],
     ) -> Result<Vec<Result<CommandResponse>>> {
-        let (batch, unrevealed) = self.apply_unrevealed(cmds, durability, replication)?;
+        let (batch, unrevealed) = self.apply_unrevealed(None, cmds, durability, replication)?;
         unrevealed.reveal();
         Ok(self.publish(cmds, batch))
     }
 
     /// [`Shared::apply`] up to the commit: readers see nothing of the batch until it is
     /// revealed and then [published](Shared::publish).
-    fn apply_unrevealed(
-        &self,
+    /// It applies under `gate` if given, else waits for the engine's.
+    fn apply_unrevealed<'a>(
+        &'a self,
+        gate: Option<ApplyGate<'a>>,
         cmds: &[&Command],
         durability: Durability,
         replication: &[(&str, &[u8])],
-    ) -> Result<(BatchResult, Unrevealed<'_>)> {
+    ) -> Result<(BatchResult, Unrevealed<'a>)> {
+        let gate = gate.unwrap_or_else(|| self.engine.apply_gate());
         let started = Instant::now();
         let prev_kv_events = self.hub.wants_prev_kv();
-        let result = self
-            .engine
-            .apply_unrevealed(cmds, durability, replication, prev_kv_events);
+        let result =
+            self.engine
+                .apply_unrevealed(gate, cmds, durability, replication, prev_kv_events);
         self.counters
             .commit_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -888,9 +893,11 @@ const WRITER_IDLE_CHECK: Duration = Duration::from_secs(3600);
 /// the writer thread, which commits what they left: it holds the writer as long as
 /// proposals keep coming, so under load batches grow as they did with a dedicated thread.
 /// Compactions and checkpoints (syncing redb, then dropping old log segments) are always
-/// the writer thread's: they can take long. A proposer's commit may still wait on the
-/// engine (a defragmentation holds it) or move the log to its next segment, which is
-/// made ahead of time in the background.
+/// the writer thread's: they can take long. So is a batch that finds the engine held by a
+/// sync, a defragmentation or a snapshot, for as long as they take: a proposer takes the
+/// engine's [`ApplyGate`] before it logs anything, or leaves the batch to the writer
+/// thread. A proposer's commit may still move the log to its next segment, which is made
+/// ahead of time in the background.
 struct Committer {
     writer: Mutex<Writer>,
     /// The writer thread, once started.
@@ -919,10 +926,16 @@ impl Committer {
             Err(std::sync::TryLockError::WouldBlock) => return self.wake(),
         };
         if let Some(batch) = writer.take_batch(MAX_BATCH_HERE) {
-            if batch.iter().any(|p| compacts(&p.cmd)) {
-                writer.carried = Some(batch);
-            } else {
-                self.commit(&mut writer, batch);
+            let shared = Arc::clone(&writer.shared);
+            // A compaction, or a database held by a sync, a defragmentation or a snapshot
+            // (which can take seconds), is the writer thread's to wait for, not this
+            // gRPC worker's.
+            let gate = shared.engine.try_apply_gate();
+            match gate {
+                Some(gate) if !batch.iter().any(|p| compacts(&p.cmd)) => {
+                    self.commit(&mut writer, batch, Some(gate));
+                }
+                _ => writer.carried = Some(batch),
             }
         }
         let left = writer.has_work();
@@ -932,7 +945,8 @@ impl Committer {
         }
     }
 
-    fn commit(&self, writer: &mut Writer, batch: Vec<Proposal>) {
+    /// Commits `batch`, applying it under `gate` if given (else under the gate once free).
+    fn commit(&self, writer: &mut Writer, batch: Vec<Proposal>, gate: Option<ApplyGate<'_>>) {
         let size = u32::try_from(batch.len())
             .unwrap_or(u32::MAX)
             .saturating_mul(16);
@@ -942,7 +956,7 @@ impl Committer {
         // A panic midway leaves the log, redb and the index out of step: nothing more is
         // written (the batch's proposers, their replies dropped, see the write stopped).
         let committed =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.commit(batch)));
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.commit(batch, gate)));
         if committed.is_err() {
             writer.fail(&Error::Io {
                 context: "committing a batch",
@@ -970,7 +984,7 @@ impl Committer {
                 let Some(batch) = writer.take_batch(MAX_BATCH) else {
                     break;
                 };
-                self.commit(&mut writer, batch);
+                self.commit(&mut writer, batch, None);
             }
             if writer.closed {
                 writer.close();
@@ -1035,12 +1049,12 @@ impl Writer {
             || !self.queue.is_empty()
     }
 
-    fn commit(&mut self, batch: Vec<Proposal>) {
+    fn commit(&mut self, batch: Vec<Proposal>, gate: Option<ApplyGate<'_>>) {
         if self.failed || self.append.is_none() {
             return refuse(batch, &log_failed());
         }
         let cmds: Vec<&Command> = batch.iter().map(|p| &p.cmd).collect();
-        match self.log_and_apply(&cmds) {
+        match self.log_and_apply(&cmds, gate) {
             Ok(responses) => {
                 for (p, resp) in batch.into_iter().zip(responses) {
                     let _ = p.reply.send(resp);
@@ -1052,8 +1066,13 @@ impl Writer {
 
     /// Logs the batch and, while the disk writes its record, applies it to redb unsynced
     /// and unrevealed; reveals it once the record is durable. A batch that compacts is
-    /// applied after the write instead: a compaction shows as soon as it is applied.
-    fn log_and_apply(&mut self, cmds: &[&Command]) -> Result<Vec<Result<CommandResponse>>> {
+    /// applied after the write instead: a compaction shows as soon as it is applied. The
+    /// apply takes `gate` if given, else waits for the engine's.
+    fn log_and_apply(
+        &mut self,
+        cmds: &[&Command],
+        mut gate: Option<ApplyGate<'_>>,
+    ) -> Result<Vec<Result<CommandResponse>>> {
         let record = encode_record(&LocalRecordRef::Batch(cmds)).inspect_err(|e| {
             tracing::error!(error = %e, "encoding a batch failed; nothing of it was logged");
         })?;
@@ -1065,7 +1084,12 @@ impl Writer {
         let mut applied = None;
         let logged = self.append(&record, seq, &mut || {
             if !compacts {
-                applied = Some(shared.apply_unrevealed(cmds, Durability::None, &replication));
+                applied = Some(shared.apply_unrevealed(
+                    gate.take(),
+                    cmds,
+                    Durability::None,
+                    &replication,
+                ));
             }
         });
         let logged = match logged {
@@ -1084,8 +1108,9 @@ impl Writer {
                 return Err(e);
             }
         };
-        let applied = applied
-            .unwrap_or_else(|| shared.apply_unrevealed(cmds, Durability::None, &replication));
+        let applied = applied.unwrap_or_else(|| {
+            shared.apply_unrevealed(gate.take(), cmds, Durability::None, &replication)
+        });
         match applied {
             Ok((batch, unrevealed)) => {
                 unrevealed.reveal();
@@ -1277,6 +1302,38 @@ mod tests {
         files.sort();
         // A spare still being made would appear later, under a number a reopened log uses.
         assert_eq!(files, ["0000000000000001.wal", "0000000000000002.wal"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_put_leaves_a_held_database_to_the_writer_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path())).expect("open");
+        // Held as a defragmentation or a snapshot holds it, for as long as they take.
+        let gate = store.engine().apply_gate();
+        let (polled, first_poll) = std::sync::mpsc::channel();
+        let proposer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    let mut put = std::pin::pin!(store.propose(put("k")));
+                    let _ = polled.send(futures::poll!(put.as_mut()).is_pending());
+                    put.await
+                })
+            })
+        };
+        let pending = first_poll
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the put blocked its thread (a gRPC worker) while the database was held");
+        assert!(pending, "the put was answered while the database was held");
+        drop(gate);
+        match proposer.join().expect("proposer thread") {
+            Ok(CommandResponse::Put(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        store.shutdown();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
